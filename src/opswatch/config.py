@@ -1,0 +1,349 @@
+"""Configuration from the environment: one typed reader, the core settings, secret masking.
+
+Every variable is read through :class:`Env`, whose getters validate and raise
+:class:`ConfigError` naming the variable and what was expected. Plugins read their own
+variables with the same :class:`Env` in their ``from_env``. Secrets are wrapped in
+:class:`Secret`, whose ``str`` and ``repr`` are masked; ``NAME_FILE`` works for every secret.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+PREFIX = "OPSWATCH_"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """A bad configuration value. ``str()`` is the one line printed before exit status 2."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(variable, problem)
+        self.variable = variable
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.problem}"
+
+
+def mask_url(url: str, *, hide_path: bool) -> str:
+    """A URL fit for logs: password and query values masked; with ``hide_path`` the path too
+    (webhook URLs carry their secret in the path)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "***"
+    netloc = host if port is None else f"{host}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}" if parts.password else f"***@{netloc}"
+    path = "/***" if hide_path and parts.path not in ("", "/") else parts.path
+    query = "&".join(f"{q.split('=', 1)[0]}=***" for q in parts.query.split("&") if q)
+    if hide_path and query:
+        query = "***"
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must never reach a log line, an error or the API.
+
+    ``str()``/``repr()`` give ``display`` (a masked form); ``reveal()`` gives the value.
+    """
+
+    _value: str = field(repr=False)
+    display: str = "***"
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return self.display
+
+    def __repr__(self) -> str:
+        return f"Secret({self.display!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A named endpoint from a ``name=URL`` list."""
+
+    name: str
+    url: Secret
+
+
+class Env:
+    """Typed, validating access to an environment mapping.
+
+    An empty value counts as unset. Every getter raises :class:`ConfigError` naming the
+    variable on a malformed value. ``read`` records which variables were consulted.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.read: set[str] = set()
+
+    def raw(self, name: str) -> str | None:
+        self.read.add(name)
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def string(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"expected a whole number, got {value!r}") from None
+        _check_range(name, number, minimum, maximum)
+        return number
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(name, f"expected a finite number, got {value!r}")
+        _check_range(name, number, minimum, maximum)
+        return number
+
+    def optional_number(self, name: str, default: float | None) -> float | None:
+        """A number, or ``off`` to disable (used for rule thresholds)."""
+        value = self.raw(name)
+        if value is not None and value.lower() in {"off", "none", "disabled"}:
+            return None
+        return default if value is None else self.number(name, 0.0)
+
+    def duration(
+        self, name: str, default: float, *, minimum: float | None = None
+    ) -> float:
+        """Seconds, from ``30``, ``30s``, ``500ms``, ``5m``, ``1h`` or ``1d``."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        match = _DURATION.match(value)
+        if match is None:
+            raise ConfigError(
+                name, f"expected a duration such as 30s, 500ms, 5m or 1h, got {value!r}"
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+        if minimum is not None and seconds < minimum:
+            raise ConfigError(name, f"expected at least {minimum:g}s, got {value!r}")
+        return seconds
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(name, f"expected true or false (1/0, yes/no, on/off), got {value!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    def names(
+        self, name: str, default: tuple[str, ...], *, allowed: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
+        """A comma-separated list of lower-case names, each unique, optionally from a set."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        items = tuple(item.strip().lower() for item in value.split(",") if item.strip())
+        for item in items:
+            if not _NAME.match(item):
+                raise ConfigError(name, f"expected comma-separated names, got {item!r}")
+            if allowed is not None and item not in allowed:
+                raise ConfigError(
+                    name, f"unknown name {item!r}; expected some of {', '.join(allowed)}"
+                )
+        if len(set(items)) != len(items):
+            raise ConfigError(name, "a name is listed twice")
+        return items
+
+    def secret(self, name: str) -> Secret | None:
+        """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
+        direct = self.raw(name)
+        file_name = self.raw(f"{name}_FILE")
+        if direct is not None and file_name is not None:
+            raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
+        if file_name is not None:
+            try:
+                content = Path(file_name).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name}_FILE", f"cannot read {file_name!r}: {exc.strerror}"
+                ) from None
+            if not content:
+                raise ConfigError(f"{name}_FILE", f"file {file_name!r} is empty")
+            return Secret(content)
+        return None if direct is None else Secret(direct)
+
+    def urls(self, name: str, *, hide_path: bool) -> tuple[Secret, ...]:
+        """One or more comma-separated http(s) URLs (secret: masked in every output)."""
+        secret = self.secret(name)
+        if secret is None:
+            return ()
+        return tuple(
+            _url_secret(name, item.strip(), hide_path=hide_path)
+            for item in secret.reveal().split(",")
+            if item.strip()
+        )
+
+    def url(self, name: str, *, schemes: tuple[str, ...], hide_path: bool) -> Secret | None:
+        secret = self.secret(name)
+        if secret is None:
+            return None
+        return _url_secret(name, secret.reveal(), hide_path=hide_path, schemes=schemes)
+
+    def targets(
+        self, name: str, *, schemes: tuple[str, ...] = ("http", "https")
+    ) -> tuple[Target, ...]:
+        """A comma-separated ``name=URL`` list; names unique; URLs masked in outputs."""
+        secret = self.secret(name)
+        if secret is None:
+            return ()
+        targets: list[Target] = []
+        for item in secret.reveal().split(","):
+            if not item.strip():
+                continue
+            target_name, sep, url = item.strip().partition("=")
+            target_name = target_name.strip().lower()
+            if not sep or not _NAME.match(target_name):
+                raise ConfigError(
+                    name, f"expected name=URL items, got {mask_url(item, hide_path=False)!r}"
+                )
+            if any(t.name == target_name for t in targets):
+                raise ConfigError(name, f"target name {target_name!r} is listed twice")
+            targets.append(
+                Target(
+                    target_name,
+                    _url_secret(name, url.strip(), hide_path=False, schemes=schemes),
+                )
+            )
+        return tuple(targets)
+
+    def listen(self, name: str, default: str) -> tuple[str, int]:
+        """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+        value = self.string(name, default)
+        host, sep, port_text = value.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ConfigError(name, f"expected HOST:PORT such as 127.0.0.1:9184, got {value!r}")
+        return host, int(port_text)
+
+    def unknown(self, known_prefixes: tuple[str, ...]) -> list[str]:
+        """``OPSWATCH_*`` variables set but never read and not under a plugin's prefix."""
+        return sorted(
+            key
+            for key in self._environ
+            if key.startswith(PREFIX)
+            and key not in self.read
+            and not any(key.startswith(p) for p in known_prefixes)
+        )
+
+
+def _check_range(
+    name: str, number: float, minimum: float | None, maximum: float | None
+) -> None:
+    if minimum is not None and number < minimum:
+        raise ConfigError(name, f"expected at least {minimum:g}, got {number:g}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(name, f"expected at most {maximum:g}, got {number:g}")
+
+
+def _url_secret(
+    name: str, url: str, *, hide_path: bool, schemes: tuple[str, ...] = ("http", "https")
+) -> Secret:
+    display = mask_url(url, hide_path=hide_path)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(name, f"malformed URL {display!r}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(
+            name, f"expected a {'/'.join(schemes)} URL with a host, got {display!r}"
+        )
+    return Secret(url, display)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The daemon's own settings. Plugins (collectors, notifiers, rules) read theirs."""
+
+    interval: float
+    check_timeout: float
+    checks: tuple[str, ...]
+    state_path: Path
+    api_listen: tuple[str, int]
+    log_format: str
+    log_level: str
+    shutdown_grace: float
+
+    @classmethod
+    def from_env(cls, env: Env, *, available_checks: tuple[str, ...]) -> Settings:
+        interval = env.duration(f"{PREFIX}INTERVAL", 30.0, minimum=1.0)
+        timeout = env.duration(f"{PREFIX}CHECK_TIMEOUT", min(10.0, interval * 0.8), minimum=0.1)
+        if timeout >= interval:
+            raise ConfigError(
+                f"{PREFIX}CHECK_TIMEOUT",
+                f"must be shorter than OPSWATCH_INTERVAL ({interval:g}s), got {timeout:g}s",
+            )
+        return cls(
+            interval=interval,
+            check_timeout=timeout,
+            checks=env.names(f"{PREFIX}CHECKS", ("host",), allowed=available_checks),
+            state_path=Path(env.string(f"{PREFIX}STATE_PATH", str(_default_state_path()))),
+            api_listen=env.listen(f"{PREFIX}API_LISTEN", "127.0.0.1:9184"),
+            log_format=env.choice(f"{PREFIX}LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_level=env.choice(
+                f"{PREFIX}LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ),
+            shutdown_grace=env.duration(f"{PREFIX}SHUTDOWN_GRACE", 10.0, minimum=0.0),
+        )
+
+
+def _default_state_path() -> Path:
+    """``$STATE_DIRECTORY`` (set by systemd's StateDirectory=) or the working directory."""
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state_dir or ".") / "opswatch.sqlite3"

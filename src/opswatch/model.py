@@ -1,0 +1,172 @@
+"""The vocabulary every stage speaks: samples, findings, alerts, transitions, notifications.
+
+This module imports nothing of opswatch's. Every type is a frozen, slotted dataclass or a
+``StrEnum`` so that values passed between stages cannot be changed behind a stage's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+Labels = Mapping[str, str]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The default clock: timezone-aware UTC now."""
+    return datetime.now(UTC)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+    def raised(self) -> Severity:
+        """One step up, capped at emergency (used when a recovery fails)."""
+        return _SEVERITY_ORDER[min(self.rank + 1, len(_SEVERITY_ORDER) - 1)]
+
+
+_SEVERITY_ORDER = (Severity.INFO, Severity.WARNING, Severity.CRITICAL, Severity.EMERGENCY)
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    REMEDIATING = "remediating"
+    RESOLVED = "resolved"
+
+
+class TransitionKind(StrEnum):
+    FIRED = "fired"
+    SEVERITY_CHANGED = "severity_changed"
+    REMINDER = "reminder"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+def fingerprint(rule: str, labels: Labels) -> str:
+    """Stable identity of an alert: the rule name and its sorted labels, hashed to 16 hex."""
+    canonical = rule + "\x00" + "\x00".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement. ``check`` names the collector instance (``http:api``); ``metric`` is
+    namespaced by collector kind (``http.up``, ``host.cpu_percent``)."""
+
+    check: str
+    metric: str
+    value: float
+    at: datetime
+    labels: Labels = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule's verdict that something is wrong with one series right now."""
+
+    rule: str
+    check: str
+    fingerprint: str
+    severity: Severity
+    summary: str
+    value: float
+    labels: Labels = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the rules concluded about one collector run.
+
+    ``rules`` are the rules that saw samples in this run: only their alerts may be resolved by
+    it (a collector that failed outright says nothing about its other series). ``observed``
+    holds the latest value of every evaluated series by fingerprint, firing or not, so that a
+    resolution can report the value at resolution.
+    """
+
+    check: str
+    findings: tuple[Finding, ...]
+    rules: frozenset[str]
+    observed: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    fingerprint: str
+    rule: str
+    check: str
+    labels: Labels
+    state: AlertState
+    severity: Severity
+    summary: str
+    value: float
+    started_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    acked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    alert: Alert
+    kind: TransitionKind
+    at: datetime
+    previous_state: AlertState | None = None
+    previous_severity: Severity | None = None
+
+    @property
+    def key(self) -> str:
+        """Idempotency key of this transition: fingerprint, kind and epoch."""
+        return f"{self.alert.fingerprint}:{self.kind.value}:{self.at.timestamp():.6f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What a notifier sends: rendered once, from transitions, never from raw samples."""
+
+    transitions: tuple[Transition, ...]
+    title: str
+    text: str
+    severity: Severity
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One notification waiting in the durable outbox for one channel."""
+
+    id: int
+    channel: str
+    notification: Notification
+    attempts: int
+    created_at: datetime
+
+
+class RecoveryOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED_BUDGET = "skipped: budget"
+    SKIPPED_SILENCED = "skipped: silenced"
+    SKIPPED_DRY_RUN = "skipped: dry-run"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryResult:
+    action: str
+    fingerprint: str
+    outcome: RecoveryOutcome
+    attempts: int
+    duration_s: float
+    detail: str
+    at: datetime

@@ -1,0 +1,7 @@
+"""The notifier registry: name (= module = env prefix) -> class. Explicit, no scanning."""
+
+from __future__ import annotations
+
+from opswatch.notifiers.base import Notifier
+
+NOTIFIERS: dict[str, type[Notifier]] = {}
