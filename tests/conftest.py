@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -54,8 +53,8 @@ class ManualClock:
 
 
 @pytest.fixture
-def clock() -> Iterator[ManualClock]:
-    yield ManualClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

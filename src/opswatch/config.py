@@ -146,9 +146,7 @@ class Env:
             return None
         return default if value is None else self.number(name, 0.0)
 
-    def duration(
-        self, name: str, default: float, *, minimum: float | None = None
-    ) -> float:
+    def duration(self, name: str, default: float, *, minimum: float | None = None) -> float:
         """Seconds, from ``30``, ``30s``, ``500ms``, ``5m``, ``1h`` or ``1d``."""
         value = self.raw(name)
         if value is None:
@@ -282,9 +280,7 @@ class Env:
         )
 
 
-def _check_range(
-    name: str, number: float, minimum: float | None, maximum: float | None
-) -> None:
+def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and number < minimum:
         raise ConfigError(name, f"expected at least {minimum:g}, got {number:g}")
     if maximum is not None and number > maximum:
@@ -301,9 +297,7 @@ def _url_secret(
     except ValueError:
         raise ConfigError(name, f"malformed URL {display!r}") from None
     if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(
-            name, f"expected a {'/'.join(schemes)} URL with a host, got {display!r}"
-        )
+        raise ConfigError(name, f"expected a {'/'.join(schemes)} URL with a host, got {display!r}")
     return Secret(url, display)
 
 

@@ -19,9 +19,7 @@ class NotifyError(Exception):
     """A delivery failed. ``permanent`` errors are not retried; ``retry_after`` (seconds) is
     the peer's own hint (HTTP 429 ``Retry-After``). The message must hold no secret."""
 
-    def __init__(
-        self, message: str, *, permanent: bool, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
