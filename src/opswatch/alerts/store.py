@@ -1,0 +1,270 @@
+"""Durable state in one SQLite file: active alerts, transition history and the outbox.
+
+``sqlite3`` is blocking, so every call runs on one dedicated worker thread that owns the
+connection (never on the event loop). A cycle's alert changes, history rows and outbox rows
+are written in one transaction, so a notification is stored if and only if its transition is.
+The schema is versioned with ``PRAGMA user_version``; migrations run at ``open()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from opswatch.codec import (
+    alert_from_json,
+    alert_to_json,
+    notification_from_json,
+    notification_to_json,
+    transition_from_json,
+    transition_to_json,
+)
+from opswatch.model import Alert, Notification, OutboxItem, Transition
+
+T = TypeVar("T")
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX history_fingerprint ON history (fingerprint, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        last_error TEXT,
+        finished_at TEXT,
+        UNIQUE (channel, idempotency_key)
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    """,
+)
+
+
+class StoreError(Exception):
+    """The state file cannot be opened or written. The message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """What one collector run changed, written atomically by :meth:`SQLiteStore.record`."""
+
+    active: Sequence[Alert]
+    resolved: Sequence[str]
+    transitions: Sequence[Transition]
+    outbox: Sequence[tuple[str, Notification]]
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opswatch-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._db
+        if db is None:
+            raise StoreError(f"state store {self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=5000")
+                _migrate(db)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
+            return db
+
+        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
+        self._executor.shutdown(wait=True)
+
+    async def load_active(self) -> list[Alert]:
+        def load(db: sqlite3.Connection) -> list[Alert]:
+            rows = db.execute("SELECT data FROM alerts ORDER BY fingerprint").fetchall()
+            return [alert_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(load)
+
+    async def record(self, cycle: CycleRecord, now: datetime) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(
+                    "INSERT INTO alerts (fingerprint, data) VALUES (?, ?) "
+                    "ON CONFLICT (fingerprint) DO UPDATE SET data = excluded.data",
+                    [(a.fingerprint, json.dumps(alert_to_json(a))) for a in cycle.active],
+                )
+                db.executemany(
+                    "DELETE FROM alerts WHERE fingerprint = ?", [(fp,) for fp in cycle.resolved]
+                )
+                db.executemany(
+                    "INSERT INTO history (at, fingerprint, kind, data) VALUES (?, ?, ?, ?)",
+                    [
+                        (
+                            t.at.isoformat(),
+                            t.alert.fingerprint,
+                            t.kind.value,
+                            json.dumps(transition_to_json(t)),
+                        )
+                        for t in cycle.transitions
+                    ],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox "
+                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            channel,
+                            n.idempotency_key,
+                            json.dumps(notification_to_json(n)),
+                            now.isoformat(),
+                            now.timestamp(),
+                        )
+                        for channel, n in cycle.outbox
+                    ],
+                )
+
+        await self._call(write)
+
+    async def history(self, limit: int = 100, fingerprint: str | None = None) -> list[Transition]:
+        """The newest transitions first."""
+
+        def read(db: sqlite3.Connection) -> list[Transition]:
+            if fingerprint is None:
+                rows = db.execute(
+                    "SELECT data FROM history ORDER BY id DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT data FROM history WHERE fingerprint = ? ORDER BY id DESC LIMIT ?",
+                    (fingerprint, limit),
+                ).fetchall()
+            return [transition_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """Pending rows whose next attempt is due, oldest first."""
+
+        def read(db: sqlite3.Connection) -> list[OutboxItem]:
+            rows = db.execute(
+                "SELECT id, channel, data, attempts, created_at FROM outbox "
+                "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                (now.timestamp(), limit),
+            ).fetchall()
+            return [
+                OutboxItem(
+                    id=row[0],
+                    channel=row[1],
+                    notification=notification_from_json(json.loads(row[2])),
+                    attempts=row[3],
+                    created_at=datetime.fromisoformat(row[4]),
+                )
+                for row in rows
+            ]
+
+        return await self._call(read)
+
+    async def outbox_next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due, or None when nothing is pending."""
+
+        def read(db: sqlite3.Connection) -> float | None:
+            row = db.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        epoch = await self._call(read)
+        return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+    async def outbox_delivered(self, item_id: int, at: datetime) -> None:
+        await self._outbox_finish(item_id, "delivered", at, None)
+
+    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None:
+        await self._outbox_finish(item_id, "failed", at, error)
+
+    async def _outbox_finish(
+        self, item_id: int, state: str, at: datetime, error: str | None
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE outbox SET state = ?, finished_at = ?, last_error = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                (state, at.isoformat(), error, item_id),
+            )
+
+        await self._call(write)
+
+    async def outbox_postpone(
+        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (attempts, next_attempt_at.timestamp(), error, item_id),
+            )
+
+        await self._call(write)
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per state (pending, delivered, failed)."""
+
+        def read(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+            return {str(state): int(count) for state, count in rows}
+
+        return await self._call(read)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        with _transaction(db):
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")

@@ -1,0 +1,116 @@
+"""JSON encoding of the model types, for the state store and the API.
+
+Times are UTC ISO 8601 strings; enums are their values. Decoding is the exact inverse.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from opswatch.model import (
+    Alert,
+    AlertState,
+    Notification,
+    Severity,
+    Transition,
+    TransitionKind,
+)
+
+JSON = dict[str, Any]
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _required_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def alert_to_json(alert: Alert) -> JSON:
+    return {
+        "fingerprint": alert.fingerprint,
+        "rule": alert.rule,
+        "check": alert.check,
+        "labels": dict(alert.labels),
+        "state": alert.state.value,
+        "severity": alert.severity.value,
+        "summary": alert.summary,
+        "value": alert.value,
+        "started_at": _time(alert.started_at),
+        "last_seen_at": _time(alert.last_seen_at),
+        "resolved_at": _time(alert.resolved_at),
+        "last_notified_at": _time(alert.last_notified_at),
+        "acked_by": alert.acked_by,
+    }
+
+
+def alert_from_json(data: JSON) -> Alert:
+    return Alert(
+        fingerprint=data["fingerprint"],
+        rule=data["rule"],
+        check=data["check"],
+        labels={str(k): str(v) for k, v in data["labels"].items()},
+        state=AlertState(data["state"]),
+        severity=Severity(data["severity"]),
+        summary=data["summary"],
+        value=float(data["value"]),
+        started_at=_required_time(data["started_at"]),
+        last_seen_at=_required_time(data["last_seen_at"]),
+        resolved_at=_parse_time(data["resolved_at"]),
+        last_notified_at=_parse_time(data["last_notified_at"]),
+        acked_by=data["acked_by"],
+    )
+
+
+def transition_to_json(transition: Transition) -> JSON:
+    return {
+        "alert": alert_to_json(transition.alert),
+        "kind": transition.kind.value,
+        "at": _time(transition.at),
+        "previous_state": None
+        if transition.previous_state is None
+        else transition.previous_state.value,
+        "previous_severity": None
+        if transition.previous_severity is None
+        else transition.previous_severity.value,
+    }
+
+
+def transition_from_json(data: JSON) -> Transition:
+    return Transition(
+        alert=alert_from_json(data["alert"]),
+        kind=TransitionKind(data["kind"]),
+        at=_required_time(data["at"]),
+        previous_state=None
+        if data["previous_state"] is None
+        else AlertState(data["previous_state"]),
+        previous_severity=None
+        if data["previous_severity"] is None
+        else Severity(data["previous_severity"]),
+    )
+
+
+def notification_to_json(notification: Notification) -> JSON:
+    return {
+        "transitions": [transition_to_json(t) for t in notification.transitions],
+        "title": notification.title,
+        "text": notification.text,
+        "severity": notification.severity.value,
+        "idempotency_key": notification.idempotency_key,
+    }
+
+
+def notification_from_json(data: JSON) -> Notification:
+    return Notification(
+        transitions=tuple(transition_from_json(t) for t in data["transitions"]),
+        title=data["title"],
+        text=data["text"],
+        severity=Severity(data["severity"]),
+        idempotency_key=data["idempotency_key"],
+    )
