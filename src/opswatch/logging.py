@@ -1,0 +1,48 @@
+"""structlog configuration: called once, from ``main()`` only.
+
+JSON lines on stdout when stdout is not a terminal (systemd journal, containers), the console
+renderer on a terminal; ``OPSWATCH_LOG_FORMAT`` forces either. Timestamps are UTC ISO 8601;
+exceptions become structured ``exception`` fields in JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def configure_logging(log_format: str, level: str, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    json_output = log_format == "json" or (log_format == "auto" and not out.isatty())
+    renderer: structlog.typing.Processor
+    if json_output:
+        renderer = structlog.processors.JSONRenderer()
+        exceptions: list[structlog.typing.Processor] = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        exceptions = []
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            *exceptions,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries that use stdlib logging (APScheduler, asyncio) go to stderr at warning+.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
