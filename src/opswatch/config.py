@@ -315,7 +315,13 @@ class Settings:
     shutdown_grace: float
 
     @classmethod
-    def from_env(cls, env: Env, *, available_checks: tuple[str, ...]) -> Settings:
+    def from_env(
+        cls,
+        env: Env,
+        *,
+        available_checks: tuple[str, ...],
+        default_checks: tuple[str, ...] = ("host",),
+    ) -> Settings:
         interval = env.duration(f"{PREFIX}INTERVAL", 30.0, minimum=1.0)
         timeout = env.duration(f"{PREFIX}CHECK_TIMEOUT", min(10.0, interval * 0.8), minimum=0.1)
         if timeout >= interval:
@@ -326,7 +332,7 @@ class Settings:
         return cls(
             interval=interval,
             check_timeout=timeout,
-            checks=env.names(f"{PREFIX}CHECKS", ("host",), allowed=available_checks),
+            checks=env.names(f"{PREFIX}CHECKS", default_checks, allowed=available_checks),
             state_path=Path(env.string(f"{PREFIX}STATE_PATH", str(_default_state_path()))),
             api_listen=env.listen(f"{PREFIX}API_LISTEN", "127.0.0.1:9184"),
             log_format=env.choice(f"{PREFIX}LOG_FORMAT", "auto", ("auto", "json", "console")),
