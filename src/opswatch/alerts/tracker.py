@@ -1,0 +1,169 @@
+"""Turn each run's findings into alert lifecycle transitions: dedup, severity, reminders.
+
+The tracker holds the active (unresolved) alerts in memory; time comes in as ``now``.
+
+Persistence: every call that changes an alert's stored fields (``update``, ``acknowledge``)
+records it, and :meth:`AlertTracker.take_changed` hands over exactly those alerts once (the
+latest version of each, resolved ones included), so the daemon writes them in one transaction
+per run. Every alert with a finding this run is among them, since its ``last_seen_at`` moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from opswatch.model import (
+    Alert,
+    AlertState,
+    Evaluation,
+    Finding,
+    Severity,
+    Transition,
+    TransitionKind,
+)
+
+
+class AlertTracker:
+    """Alert lifecycle. ``repeat_interval`` gives, per severity, the seconds between reminders
+    of an unacknowledged alert; a severity left out gets no reminders."""
+
+    def __init__(self, repeat_interval: Mapping[Severity, float]) -> None:
+        for severity, seconds in repeat_interval.items():
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"repeat interval for {severity} must be positive, got {seconds}")
+        self._repeat = {severity: timedelta(seconds=s) for severity, s in repeat_interval.items()}
+        self._active: dict[str, Alert] = {}
+        # (fingerprint, started_at) -> latest version: a resolved episode and the next one
+        # of the same fingerprint are two records
+        self._changed: dict[tuple[str, datetime], Alert] = {}
+
+    def load(self, alerts: Iterable[Alert]) -> None:
+        """Take over the active alerts from the store at start-up (resolved ones are ignored).
+        Loading is not a change: nothing is handed to :meth:`take_changed` for it."""
+        for alert in alerts:
+            if alert.state != AlertState.RESOLVED:
+                self._active[alert.fingerprint] = alert
+
+    def active(self) -> list[Alert]:
+        """Active alerts, the most severe first, then the oldest first."""
+        return sorted(
+            self._active.values(),
+            key=lambda a: (-a.severity.rank, a.started_at, a.fingerprint),
+        )
+
+    def get(self, fingerprint: str) -> Alert | None:
+        """The active alert with ``fingerprint``, if any."""
+        return self._active.get(fingerprint)
+
+    def take_changed(self) -> list[Alert]:
+        """The alerts whose stored fields changed since the last call (latest version of each,
+        in the order first changed), then forget them."""
+        changed = list(self._changed.values())
+        self._changed.clear()
+        return changed
+
+    def acknowledge(self, fingerprint: str, by: str, now: datetime) -> Alert | None:
+        """Mark an active alert as acknowledged by ``by``: no reminders until its severity
+        rises. Returns the updated alert, or ``None`` when no such alert is active. ``now`` is
+        the time of the acknowledgement (the model has no field for it yet)."""
+        del now  # kept in the signature for when Alert gains acked_at
+        alert = self._active.get(fingerprint)
+        if alert is None:
+            return None
+        return self._put(dataclasses.replace(alert, acked_by=by))
+
+    def update(self, evaluation: Evaluation, now: datetime) -> list[Transition]:
+        """Apply one run's evaluation; returns the transitions in a stable order: one per
+        finding that fired, changed severity or is due a reminder, then one per resolution."""
+        transitions: list[Transition] = []
+        found: set[str] = set()
+        for finding in evaluation.findings:
+            found.add(finding.fingerprint)
+            transition = self._apply(finding, now)
+            if transition is not None:
+                transitions.append(transition)
+
+        gone = [
+            alert
+            for fp, alert in self._active.items()
+            if fp not in found
+            and alert.check == evaluation.check
+            and alert.rule in evaluation.rules
+        ]
+        for alert in sorted(gone, key=lambda a: (a.started_at, a.fingerprint)):
+            del self._active[alert.fingerprint]
+            resolved = dataclasses.replace(
+                alert,
+                state=AlertState.RESOLVED,
+                resolved_at=now,
+                value=evaluation.observed.get(alert.fingerprint, alert.value),
+            )
+            self._changed[alert.fingerprint, alert.started_at] = resolved
+            transitions.append(
+                Transition(resolved, TransitionKind.RESOLVED, now, previous_state=alert.state)
+            )
+        return transitions
+
+    def _apply(self, finding: Finding, now: datetime) -> Transition | None:
+        alert = self._active.get(finding.fingerprint)
+        if alert is None:
+            fired = self._put(
+                Alert(
+                    fingerprint=finding.fingerprint,
+                    rule=finding.rule,
+                    check=finding.check,
+                    labels=finding.labels,
+                    state=AlertState.FIRING,
+                    severity=finding.severity,
+                    summary=finding.summary,
+                    value=finding.value,
+                    started_at=now,
+                    last_seen_at=now,
+                    last_notified_at=now,
+                )
+            )
+            return Transition(fired, TransitionKind.FIRED, now)
+
+        seen = dataclasses.replace(
+            alert,
+            check=finding.check,
+            labels=finding.labels,
+            summary=finding.summary,
+            value=finding.value,
+            last_seen_at=now,
+        )
+        if finding.severity != alert.severity:
+            # a rise re-arms reminders for an acknowledged alert; a fall keeps the ack
+            acked_by = None if finding.severity.rank > alert.severity.rank else alert.acked_by
+            changed = self._put(
+                dataclasses.replace(
+                    seen, severity=finding.severity, last_notified_at=now, acked_by=acked_by
+                )
+            )
+            return Transition(
+                changed,
+                TransitionKind.SEVERITY_CHANGED,
+                now,
+                previous_state=alert.state,
+                previous_severity=alert.severity,
+            )
+        if self._reminder_due(alert, now):
+            reminded = self._put(dataclasses.replace(seen, last_notified_at=now))
+            return Transition(reminded, TransitionKind.REMINDER, now, previous_state=alert.state)
+        self._put(seen)
+        return None
+
+    def _reminder_due(self, alert: Alert, now: datetime) -> bool:
+        interval = self._repeat.get(alert.severity)
+        if interval is None or alert.acked_by is not None:
+            return False
+        last = alert.last_notified_at or alert.started_at
+        return now - last >= interval
+
+    def _put(self, alert: Alert) -> Alert:
+        self._active[alert.fingerprint] = alert
+        self._changed[alert.fingerprint, alert.started_at] = alert
+        return alert

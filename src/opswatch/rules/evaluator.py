@@ -1,0 +1,123 @@
+"""Run the rules over one collector run and remember each series' state in memory.
+
+State is keyed by rule, check and fingerprint (``model.fingerprint(rule, labels)``). A rule
+that sees samples from a check in a run forgets that check's series it did not see (an
+unmounted disk); a run in which a rule sees nothing (a failed collector) changes nothing for
+it. NaN samples are skipped: the series keeps its state, and an active series keeps its
+finding (with the last finite value) so that a momentary NaN does not resolve an alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from math import isnan
+
+from opswatch.model import Alert, AlertState, Evaluation, Finding, Sample, fingerprint
+from opswatch.rules.base import INITIAL, Rule, SeriesState
+
+#: fingerprints cached per rule before the cache is dropped (series churn must not leak)
+_FINGERPRINT_CACHE = 50_000
+
+# what the evaluator keeps per series: the rule's state and the last finite value
+_Series = tuple[SeriesState, float]
+
+
+class RuleEvaluator:
+    """Evaluates ``rules`` over each collector run. Not thread-safe; one per daemon."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        names = [rule.name for rule in rules]
+        if len(set(names)) != len(names):
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
+        self._rules = tuple(rules)
+        self._by_name = {rule.name: rule for rule in self._rules}
+        self._by_metric: dict[str, list[tuple[int, Rule]]] = {}
+        for index, rule in enumerate(self._rules):
+            self._by_metric.setdefault(rule.metric, []).append((index, rule))
+        # (rule name, check) -> fingerprint -> series; only series with a non-initial state
+        self._series: dict[tuple[str, str], dict[str, _Series]] = {}
+        self._fingerprints: list[dict[tuple[tuple[str, str], ...], str]] = [{} for _ in self._rules]
+
+    def rule_names(self) -> frozenset[str]:
+        return frozenset(self._by_name)
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every rule as plain data, in evaluation order (for the API and check-config)."""
+        return [rule.describe() for rule in self._rules]
+
+    def seed(self, alerts: Iterable[Alert]) -> None:
+        """Mark the series of still-firing stored alerts active at their severity, so that a
+        condition that persists across a restart keeps its alert without a new debounce."""
+        for alert in alerts:
+            if alert.state == AlertState.RESOLVED or alert.rule not in self._by_name:
+                continue
+            series = self._series.setdefault((alert.rule, alert.check), {})
+            series[alert.fingerprint] = (SeriesState(alert.severity), alert.value)
+
+    def evaluate(self, check: str, samples: Sequence[Sample]) -> Evaluation:
+        """Judge one run of ``check``. When a series appears twice, the last sample wins."""
+        seen: dict[int, dict[str, Sample]] = {}
+        for sample in samples:
+            candidates = self._by_metric.get(sample.metric)
+            if candidates is None:
+                continue
+            for index, rule in candidates:
+                if rule.matches(sample):
+                    fp = self._fingerprint(index, rule.name, sample)
+                    seen.setdefault(index, {})[fp] = sample
+
+        findings: list[Finding] = []
+        observed: dict[str, float] = {}
+        for index in sorted(seen):
+            rule = self._rules[index]
+            key = (rule.name, check)
+            previous = self._series.get(key, {})
+            kept: dict[str, _Series] = {}
+            for fp, sample in seen[index].items():
+                old = previous.get(fp)
+                value = sample.value
+                if isnan(value):  # skip the sample, keep what we knew
+                    if old is None:
+                        continue
+                    kept[fp] = old
+                    state, value = old
+                    severity = state.severity
+                else:
+                    state, severity = rule.advance(INITIAL if old is None else old[0], value)
+                    observed[fp] = value
+                    if state is not INITIAL:
+                        kept[fp] = (state, value)
+                if severity is not None:
+                    findings.append(
+                        Finding(
+                            rule=rule.name,
+                            check=check,
+                            fingerprint=fp,
+                            severity=severity,
+                            summary=rule.summarize(severity, value, sample.labels, check),
+                            value=value,
+                            labels=sample.labels,
+                        )
+                    )
+            if kept:
+                self._series[key] = kept
+            else:
+                self._series.pop(key, None)
+
+        return Evaluation(
+            check=check,
+            findings=tuple(findings),
+            rules=frozenset(self._rules[index].name for index in seen),
+            observed=observed,
+        )
+
+    def _fingerprint(self, index: int, name: str, sample: Sample) -> str:
+        cache = self._fingerprints[index]
+        key = tuple(sample.labels.items())
+        fp = cache.get(key)
+        if fp is None:
+            if len(cache) >= _FINGERPRINT_CACHE:
+                cache.clear()
+            fp = cache[key] = fingerprint(name, sample.labels)
+        return fp
