@@ -3,5 +3,8 @@
 from __future__ import annotations
 
 from opswatch.notifiers.base import Notifier
+from opswatch.notifiers.webhook import WebhookNotifier
 
-NOTIFIERS: dict[str, type[Notifier]] = {}
+NOTIFIERS: dict[str, type[Notifier]] = {
+    "webhook": WebhookNotifier,
+}

@@ -1,0 +1,358 @@
+"""The durable outbox: the notify area's only retry loop.
+
+Rows are written by the daemon in the same transaction as the alert transitions they
+describe (``store.record``), so a notification is stored if and only if its transition is.
+This module delivers them:
+
+* one *pass* per row is a tenacity loop: transient :class:`NotifyError` only, at most
+  ``attempts`` tries and ``total_seconds`` (a sleep that would cross that budget ends the pass),
+  the policy's backoff but never less than the peer's ``Retry-After``, one log line per retry;
+* a row whose pass ends in a transient error is postponed in the store with a row-level
+  exponential backoff (durable across restarts); a permanent error fails it;
+* channels are independent (delivered concurrently); one channel's rows go out in the order
+  they were written: when a row is postponed, the channel's later rows wait behind it, and
+  when a later row is due, the channel's older pending rows are sent first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+from tenacity.wait import WaitBaseT, wait_base
+
+from opswatch.model import Clock, OutboxItem, utcnow
+from opswatch.notifiers.base import Notifier, NotifyError
+
+log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+#: ``outbox_due(_ALL_PENDING, ...)`` lists every pending row, due or not, oldest first.
+_ALL_PENDING = datetime(9999, 1, 1, tzinfo=UTC)
+#: The shortest wait of ``run()`` after a pass that found nothing to do (clock rounding).
+_IDLE_FLOOR_S = 0.05
+
+
+class OutboxStore(Protocol):
+    """The part of the state store the outbox uses (``SQLiteStore`` satisfies it)."""
+
+    async def outbox_due(self, now: datetime, limit: int) -> Sequence[OutboxItem]: ...
+
+    async def outbox_next_due(self) -> datetime | None: ...
+
+    async def outbox_delivered(self, item_id: int, at: datetime) -> None: ...
+
+    async def outbox_postpone(
+        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None: ...
+
+    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one pass tries, and how long a row rests after a pass that did not get through.
+
+    ``attempts`` and ``total_seconds`` cap one pass; ``wait`` is tenacity's wait between its
+    attempts. After a failed pass the row waits ``row_backoff_base`` seconds, doubling with
+    each failed pass up to ``row_backoff_max`` (a peer's longer ``Retry-After`` wins, up to
+    the same cap). ``batch`` caps the rows read per pass.
+    """
+
+    attempts: int = 5
+    total_seconds: float = 60.0
+    wait: WaitBaseT = field(default_factory=lambda: wait_exponential_jitter(initial=1, max=30))
+    row_backoff_base: float = 30.0
+    row_backoff_max: float = 900.0
+    batch: int = 100
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("RetryPolicy.attempts must be at least 1")
+        if self.total_seconds <= 0 or self.row_backoff_base <= 0:
+            raise ValueError("RetryPolicy.total_seconds and row_backoff_base must be positive")
+        if self.row_backoff_max < self.row_backoff_base:
+            raise ValueError("RetryPolicy.row_backoff_max must be at least row_backoff_base")
+        if self.batch < 1:
+            raise ValueError("RetryPolicy.batch must be at least 1")
+
+    def row_backoff(self, failed_passes: int, retry_after: float | None = None) -> float:
+        """Seconds a row rests after its ``failed_passes``-th failed pass (1, 2, ...)."""
+        exponent = min(max(failed_passes - 1, 0), 40)
+        backoff = min(self.row_backoff_max, self.row_backoff_base * 2.0**exponent)
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.row_backoff_max))
+        return backoff
+
+
+class wait_retry_after(wait_base):  # noqa: N801 - named like tenacity's own waits
+    """The wrapped wait, but never shorter than the failed attempt's ``retry_after`` hint."""
+
+    def __init__(self, base: WaitBaseT) -> None:
+        self.base = base
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = float(self.base(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        if isinstance(error, NotifyError) and error.retry_after is not None:
+            return max(wait, error.retry_after)
+        return wait
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, NotifyError) and not error.permanent
+
+
+class Outbox:
+    """Delivers the store's pending outbox rows through the configured notifiers.
+
+    ``notifiers`` maps each channel (``Notifier.channel``) to its notifier. The daemon calls
+    :meth:`wake` after each ``store.record`` that enqueued rows, runs :meth:`run` as a task
+    and, on shutdown, awaits :meth:`flush` (which also ends :meth:`run`).
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        notifiers: Mapping[str, Notifier],
+        policy: RetryPolicy | None = None,
+        clock: Clock = utcnow,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._notifiers = dict(notifiers)
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._wake = asyncio.Event()
+        self._pass_lock = asyncio.Lock()
+        self._failing: set[str] = set()
+        self._stopping = False
+        self._run_task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """New rows were enqueued: deliver them now rather than at the next due time."""
+        self._wake.set()
+
+    def failing_channels(self) -> frozenset[str]:
+        """Channels whose last delivery attempt failed (since this process started)."""
+        return frozenset(self._failing)
+
+    async def run(self) -> None:
+        """Deliver what is due, then sleep until woken or the next row is due; until cancelled
+        or :meth:`flush`."""
+        if self._run_task is not None:
+            raise RuntimeError("Outbox.run() is already running")
+        self._run_task = asyncio.current_task()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                finished = await self.deliver_due()
+                if self._stopping:
+                    break
+                timeout = await self._seconds_until_next_due()
+                if timeout is not None and finished == 0:
+                    timeout = max(timeout, _IDLE_FLOOR_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self._run_task = None
+
+    async def deliver_due(self) -> int:
+        """One pass over the due rows; returns how many rows were finished (delivered or
+        failed). Postponed rows are not counted."""
+        async with self._pass_lock:
+            now = self._clock()
+            due = await self._store.outbox_due(now, self._policy.batch)
+            if not due:
+                return 0
+            due_channels = {item.channel for item in due}
+            pending = await self._store.outbox_due(_ALL_PENDING, self._policy.batch)
+            rows: dict[int, OutboxItem] = {item.id: item for item in (*pending, *due)}
+            by_channel: dict[str, list[OutboxItem]] = {}
+            for item_id in sorted(rows):
+                item = rows[item_id]
+                if item.channel in due_channels:
+                    by_channel.setdefault(item.channel, []).append(item)
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._deliver_channel(channel, items))
+                    for channel, items in by_channel.items()
+                ]
+            return sum(task.result() for task in tasks)
+
+    async def flush(self, deadline_s: float) -> int:
+        """Shutdown: one last pass bounded by ``deadline_s``, then stop :meth:`run`. Rows left
+        (or interrupted mid-send) stay pending for the next start."""
+        self._stopping = True
+        self._wake.set()
+        finished = 0
+        deadline = asyncio.timeout(deadline_s)
+        try:
+            async with deadline:
+                finished = await self.deliver_due()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            log.warning("outbox_flush_timeout", deadline_s=deadline_s)
+        finally:
+            await self._end_run(cancel=deadline.expired())
+        return finished
+
+    async def _end_run(self, *, cancel: bool) -> None:
+        task = self._run_task
+        if task is None or task is asyncio.current_task() or task.done():
+            return
+        if cancel:
+            task.cancel()
+        await asyncio.wait({task})
+
+    async def _seconds_until_next_due(self) -> float | None:
+        next_due = await self._store.outbox_next_due()
+        if next_due is None:
+            return None
+        return max(0.0, (next_due - self._clock()).total_seconds())
+
+    async def _deliver_channel(self, channel: str, items: Sequence[OutboxItem]) -> int:
+        notifier = self._notifiers.get(channel)
+        finished = 0
+        for index, item in enumerate(items):
+            if notifier is None:
+                error = f"channel {channel} is not configured (any more)"
+                await self._store.outbox_failed(item.id, self._clock(), error)
+                log.error(
+                    "notification_failed",
+                    channel=channel,
+                    key=item.notification.idempotency_key,
+                    row=item.id,
+                    permanent=True,
+                    error=error,
+                )
+                finished += 1
+                continue
+            next_attempt_at = await self._deliver_row(notifier, item)
+            if next_attempt_at is None:
+                finished += 1
+                continue
+            for later in items[index + 1 :]:
+                await self._store.outbox_postpone(
+                    later.id, later.attempts, next_attempt_at, f"waiting behind row {item.id}"
+                )
+            break
+        return finished
+
+    async def _deliver_row(self, notifier: Notifier, item: OutboxItem) -> datetime | None:
+        """One pass for one row. Returns when the row is due again if it was postponed."""
+        policy = self._policy
+        channel = item.channel
+        key = item.notification.idempotency_key
+        started = time.monotonic()
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.total_seconds),
+            wait=wait_retry_after(policy.wait),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+            before_sleep=_log_retry(channel, key),
+            sleep=self._sleep,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    await notifier.send(item.notification)
+        except NotifyError as error:
+            self._failing.add(channel)
+            return await self._after_failure(item, error, attempts)
+        except Exception as error:  # a notifier bug must not stop the outbox
+            # A plugin let a library error through: treat it as transient (the row is kept),
+            # log its type with the traceback, and keep delivering other rows and channels.
+            self._failing.add(channel)
+            log.error(
+                "notifier_crashed",
+                channel=channel,
+                key=key,
+                row=item.id,
+                error_type=type(error).__name__,
+                exc_info=True,
+            )
+            crash = NotifyError(f"{channel}: unexpected {type(error).__name__}", permanent=False)
+            return await self._after_failure(item, crash, attempts)
+        self._failing.discard(channel)
+        await self._store.outbox_delivered(item.id, self._clock())
+        log.info(
+            "notification_delivered",
+            channel=channel,
+            key=key,
+            row=item.id,
+            attempts=attempts,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return None
+
+    async def _after_failure(
+        self, item: OutboxItem, error: NotifyError, attempts: int
+    ) -> datetime | None:
+        now = self._clock()
+        key = item.notification.idempotency_key
+        if error.permanent:
+            await self._store.outbox_failed(item.id, now, str(error))
+            log.error(
+                "notification_failed",
+                channel=item.channel,
+                key=key,
+                row=item.id,
+                attempts=attempts,
+                permanent=True,
+                error=str(error),
+            )
+            return None
+        failed_passes = item.attempts + 1
+        delay = self._policy.row_backoff(failed_passes, error.retry_after)
+        next_attempt_at = now + timedelta(seconds=delay)
+        await self._store.outbox_postpone(item.id, failed_passes, next_attempt_at, str(error))
+        log.warning(
+            "notification_postponed",
+            channel=item.channel,
+            key=key,
+            row=item.id,
+            attempts=attempts,
+            failed_passes=failed_passes,
+            retry_in_s=delay,
+            next_attempt_at=next_attempt_at.isoformat(),
+            error=str(error),
+        )
+        return next_attempt_at
+
+
+def _log_retry(channel: str, key: str) -> Callable[[RetryCallState], None]:
+    def log_retry(retry_state: RetryCallState) -> None:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        log.warning(
+            "notify_retry",
+            channel=channel,
+            key=key,
+            attempt=retry_state.attempt_number,
+            wait_s=round(retry_state.upcoming_sleep, 3),
+            error=str(error),
+        )
+
+    return log_retry
