@@ -26,6 +26,7 @@ Op = Literal[">", "<"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ACTIVE = {severity: SeriesState(severity) for severity in Severity}
+_RANK = {severity: severity.rank for severity in Severity}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class ThresholdRule:
     def matches(self, sample: Sample) -> bool:
         if sample.metric != self.metric:
             return False
+        if not self._match:
+            return True
         labels = sample.labels
         return all(labels.get(key) == want for key, want in self._match)
 
@@ -117,10 +120,11 @@ class ThresholdRule:
             if pending >= self.for_cycles:
                 return _ACTIVE[hot], hot
             return SeriesState(None, pending), None
-        if hot is not None and hot.rank > current.rank:
+        rank = _RANK[current]
+        if hot is not None and _RANK[hot] > rank:
             return _ACTIVE[hot], hot
         for level in self._desc:
-            if level.severity.rank <= current.rank and (
+            if _RANK[level.severity] <= rank and (
                 (value > level.release) if above else (value < level.release)
             ):
                 return _ACTIVE[level.severity], level.severity
