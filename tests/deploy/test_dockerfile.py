@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,10 @@ def test_dockerignore_keeps_the_context_small_but_not_the_build_inputs() -> None
     assert not {"src", "pyproject.toml", "README.md", "*", "*.md"} & patterns
 
 
-HADOLINT = shutil.which("hadolint")
+# the test extra installs it into the venv, beside the interpreter running the tests
+HADOLINT = shutil.which("hadolint") or shutil.which(
+    "hadolint", path=str(Path(sys.executable).parent)
+)
 
 
 @pytest.mark.skipif(
