@@ -18,6 +18,7 @@ never raises; log lines name only the exception class and HTTP status.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,6 +195,13 @@ def split_credentials(url: str) -> tuple[str, str | None, str]:
     return base, user, unquote(parts.password or "")
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` header value (aiohttp's ``BasicAuth`` is deprecated in 3.14 and
+    its replacement does not exist before it)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
 def _error_fields(exc: BaseException) -> dict[str, str]:
     """What may be logged about a failure: the class and the HTTP status or errno."""
     fields = {"error": type(exc).__name__}
@@ -291,12 +299,13 @@ class RabbitmqCollector:
         import aiohttp  # noqa: PLC0415
 
         if self._session is None:
-            auth = None if self._user is None else aiohttp.BasicAuth(self._user, self._password)
+            headers = {"User-Agent": "opswatch"}
+            if self._user is not None:
+                headers["Authorization"] = basic_auth(self._user, self._password)
             self._session = aiohttp.ClientSession(
-                auth=auth,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 connector=aiohttp.TCPConnector(limit=2),
-                headers={"User-Agent": "opswatch"},
+                headers=headers,
             )
         return self._session
 
