@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from opswatch.alerts.store import SQLiteStore
+from opswatch.model import Alert, AlertState, Severity, Transition, TransitionKind, fingerprint
 
 WAIT_S = 5.0
 
@@ -84,9 +86,9 @@ class Receiver:
             await runner.cleanup()
         self._release = asyncio.Event()
 
-    async def wait_for(self, count: int, timeout: float = WAIT_S) -> list[Received]:
-        """Wait until at least ``count`` requests arrived in total; return them all."""
-        async with asyncio.timeout(timeout), self._arrived:
+    async def wait_for(self, count: int) -> list[Received]:
+        """Wait (at most ``WAIT_S``) until ``count`` requests arrived in total; return all."""
+        async with asyncio.timeout(WAIT_S), self._arrived:
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
@@ -138,3 +140,45 @@ async def store(state_path: Path) -> AsyncIterator[SQLiteStore]:
     await store.open()
     yield store
     await store.close()
+
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def transition(
+    rule: str = "cpu_high",
+    *,
+    check: str = "host",
+    kind: TransitionKind = TransitionKind.FIRED,
+    severity: Severity = Severity.WARNING,
+    value: float = 97.3,
+    labels: Mapping[str, str] | None = None,
+    started_at: datetime = T0,
+    at: datetime | None = None,
+    summary: str = "CPU busy",
+    previous_severity: Severity | None = None,
+) -> Transition:
+    """A transition as the tracker makes them (resolved ones carry ``resolved_at``)."""
+    labels = {"host": "web1"} if labels is None else dict(labels)
+    at = started_at if at is None else at
+    resolved = kind is TransitionKind.RESOLVED
+    alert = Alert(
+        fingerprint=fingerprint(rule, labels),
+        rule=rule,
+        check=check,
+        labels=labels,
+        state=AlertState.RESOLVED if resolved else AlertState.FIRING,
+        severity=severity,
+        summary=summary,
+        value=value,
+        started_at=started_at,
+        last_seen_at=at,
+        resolved_at=at if resolved else None,
+    )
+    return Transition(
+        alert=alert,
+        kind=kind,
+        at=at,
+        previous_state=AlertState.FIRING if resolved else None,
+        previous_severity=previous_severity,
+    )

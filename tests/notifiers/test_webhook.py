@@ -1,0 +1,344 @@
+"""The webhook notifier against a real local HTTP receiver."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opswatch import __version__
+from opswatch.config import ConfigError, Env, Secret, mask_url
+from opswatch.model import Notification, Severity, TransitionKind
+from opswatch.notifiers import NOTIFIERS
+from opswatch.notifiers.base import NotifyError
+from opswatch.notifiers.render import render
+from opswatch.notifiers.webhook import WebhookNotifier, parse_retry_after, payload
+from tests.notifiers.conftest import T0, Receiver, Reply, transition
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+LATER = T0 + timedelta(minutes=12)
+
+
+def webhook_for(receiver: Receiver, path: str = "/hook", timeout: float = 5.0) -> WebhookNotifier:
+    url = receiver.url + path
+    return WebhookNotifier(Secret(url, mask_url(url, hide_path=True)), timeout=timeout)
+
+
+@pytest.fixture
+async def webhook(receiver: Receiver) -> AsyncIterator[WebhookNotifier]:
+    notifier = webhook_for(receiver)
+    yield notifier
+    await notifier.close()
+
+
+def firing() -> Notification:
+    return render(
+        [
+            transition(labels={"host": "web1", "cpu": "0"}, severity=Severity.CRITICAL),
+            transition(labels={"host": "web1", "cpu": "1"}),
+        ],
+        LATER,
+    )
+
+
+def resolved() -> Notification:
+    return render([transition(kind=TransitionKind.RESOLVED, at=LATER, value=3.0)], LATER)
+
+
+def assert_alertmanager_v4(body: dict[str, Any]) -> None:
+    """The keys and types Alertmanager's webhook receivers rely on (template.Data v4)."""
+    string_keys = ("version", "groupKey", "status", "receiver", "externalURL")
+    assert set(body) == {
+        *string_keys,
+        "truncatedAlerts",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "alerts",
+    }
+    assert body["version"] == "4"
+    assert all(isinstance(body[k], str) for k in string_keys)
+    assert isinstance(body["truncatedAlerts"], int)
+    assert body["status"] in {"firing", "resolved"}
+    for key in ("groupLabels", "commonLabels", "commonAnnotations"):
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in body[key].items())
+    assert body["alerts"]
+    for alert in body["alerts"]:
+        assert set(alert) == {
+            "status",
+            "labels",
+            "annotations",
+            "startsAt",
+            "endsAt",
+            "generatorURL",
+            "fingerprint",
+        }
+        assert alert["status"] in {"firing", "resolved"}
+        for key in ("labels", "annotations"):
+            assert all(isinstance(k, str) and isinstance(v, str) for k, v in alert[key].items())
+        assert RFC3339.match(alert["startsAt"]), alert["startsAt"]
+        assert RFC3339.match(alert["endsAt"]), alert["endsAt"]
+        assert isinstance(alert["generatorURL"], str)
+        assert re.fullmatch(r"[0-9a-f]{16}", alert["fingerprint"])
+
+
+async def test_firing_notification_is_posted_as_an_alertmanager_v4_body(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    await webhook.send(firing())
+
+    (request,) = await receiver.wait_for(1)
+    assert request.method == "POST"
+    assert request.path == "/hook"
+    body = request.body
+    assert_alertmanager_v4(body)
+    assert body["status"] == "firing"
+    assert body["receiver"] == "opswatch"
+    first = body["alerts"][0]
+    assert first["status"] == "firing"
+    assert first["labels"] == {
+        "alertname": "cpu_high",
+        "severity": "critical",
+        "check": "host",
+        "host": "web1",
+        "cpu": "0",
+    }
+    assert first["annotations"] == {"summary": "CPU busy", "value": "97.3", "transition": "fired"}
+    assert first["startsAt"] == "2026-01-01T12:00:00.000Z"
+    assert first["endsAt"] == "0001-01-01T00:00:00Z"
+    assert body["commonLabels"] == {"alertname": "cpu_high", "check": "host", "host": "web1"}
+    assert body["commonAnnotations"] == first["annotations"]
+
+
+async def test_resolved_notification_has_resolved_status_and_an_end_time(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    await webhook.send(resolved())
+
+    (request,) = await receiver.wait_for(1)
+    assert_alertmanager_v4(request.body)
+    assert request.body["status"] == "resolved"
+    (alert,) = request.body["alerts"]
+    assert alert["status"] == "resolved"
+    assert alert["endsAt"] == "2026-01-01T12:12:00.000Z"
+    assert alert["annotations"]["value"] == "3"
+    assert alert["annotations"]["transition"] == "resolved"
+
+
+def test_group_is_firing_while_any_alert_in_it_still_fires() -> None:
+    mixed = render(
+        [transition("a"), transition("b", kind=TransitionKind.RESOLVED, at=LATER)], LATER
+    )
+
+    body = payload(mixed)
+
+    assert body["status"] == "firing"
+    assert [a["status"] for a in body["alerts"]] == ["firing", "resolved"]
+
+
+def test_group_key_is_stable_for_the_same_alerts_across_notifications() -> None:
+    fired = payload(render([transition()], T0))
+    resolved_body = payload(resolved())
+
+    assert fired["groupKey"] == resolved_body["groupKey"]
+    assert fired["groupKey"] != payload(render([transition("other")], T0))["groupKey"]
+
+
+def test_alert_labels_cannot_override_alertname_severity_or_check() -> None:
+    body = payload(render([transition(labels={"alertname": "spoof", "severity": "x"})], T0))
+
+    assert body["alerts"][0]["labels"]["alertname"] == "cpu_high"
+    assert body["alerts"][0]["labels"]["severity"] == "warning"
+
+
+async def test_sends_json_content_type_idempotency_key_and_user_agent(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    notification = firing()
+
+    await webhook.send(notification)
+
+    (request,) = await receiver.wait_for(1)
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Idempotency-Key"] == notification.idempotency_key
+    assert request.headers["User-Agent"] == f"opswatch/{__version__}"
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"),
+    [(500, False), (502, False), (503, False), (408, False), (429, False),
+     (400, True), (401, True), (404, True), (410, True), (301, True)],
+)  # fmt: skip
+async def test_classifies_http_statuses_as_transient_or_permanent(
+    receiver: Receiver, webhook: WebhookNotifier, status: int, permanent: bool
+) -> None:
+    receiver.script(status)
+
+    with pytest.raises(NotifyError) as caught:
+        await webhook.send(firing())
+
+    assert caught.value.permanent is permanent
+    assert f"HTTP {status}" in str(caught.value)
+
+
+async def test_any_2xx_is_success(receiver: Receiver, webhook: WebhookNotifier) -> None:
+    receiver.script(201, 204)
+
+    await webhook.send(firing())
+    await webhook.send(firing())
+
+    assert len(await receiver.wait_for(2)) == 2
+
+
+async def test_429_carries_the_retry_after_seconds(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    receiver.script(Reply(429, headers={"Retry-After": "7"}))
+
+    with pytest.raises(NotifyError) as caught:
+        await webhook.send(firing())
+
+    assert caught.value.retry_after == 7.0
+    assert caught.value.permanent is False
+
+
+async def test_429_with_an_http_date_retry_after_gives_the_seconds_until_then(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    receiver.script(Reply(429, headers={"Retry-After": format_datetime(when, usegmt=True)}))
+
+    with pytest.raises(NotifyError) as caught:
+        await webhook.send(firing())
+
+    assert caught.value.retry_after is not None
+    assert 100 < caught.value.retry_after <= 120
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("30", 30.0), ("1.5", 1.5), ("-3", 0.0), (None, None), ("soon", None), ("", None),
+     ("Thu, 01 Jan 2026 12:01:00 GMT", 60.0), ("Thu, 01 Jan 2026 11:00:00 GMT", 0.0)],
+)  # fmt: skip
+def test_retry_after_header_is_parsed_as_seconds_or_http_date(
+    header: str | None, expected: float | None
+) -> None:
+    assert parse_retry_after(header, T0) == expected
+
+
+async def test_error_message_quotes_the_response_body_without_the_secret_path(
+    receiver: Receiver,
+) -> None:
+    notifier = webhook_for(receiver, "/hooks/T000/SECRETPATH")
+    receiver.script(Reply(400, body="no such hook: /hooks/T000/SECRETPATH"))
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert "no such hook: /***" in str(caught.value)
+    assert "SECRETPATH" not in str(caught.value)
+
+
+async def test_closed_port_is_a_transient_error_naming_only_the_masked_url(
+    receiver: Receiver,
+) -> None:
+    notifier = webhook_for(receiver, "/hooks/T000/SECRETPATH")
+    await receiver.stop()
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert caught.value.permanent is False
+    assert "cannot connect" in str(caught.value)
+    assert f"127.0.0.1:{receiver.port}/***" in str(caught.value)
+    assert "SECRETPATH" not in str(caught.value)
+
+
+async def test_no_response_within_the_timeout_is_a_transient_error(receiver: Receiver) -> None:
+    notifier = webhook_for(receiver, timeout=0.2)
+    receiver.script(Reply.HANG)
+
+    with pytest.raises(NotifyError, match=r"no response within 0\.2s") as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert caught.value.permanent is False
+
+
+async def test_close_releases_the_session_and_a_later_send_opens_a_new_one(
+    receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    await webhook.send(firing())
+    await webhook.close()
+    await webhook.close()
+
+    await webhook.send(firing())
+
+    assert len(await receiver.wait_for(2)) == 2
+
+
+def test_from_env_makes_one_notifier_per_url_with_a_stable_secret_free_channel() -> None:
+    env = Env(
+        {
+            "OPSWATCH_WEBHOOK_URL": "https://a.example/hooks/SECRETA, https://b.example/x/SECRETB",
+            "OPSWATCH_WEBHOOK_TIMEOUT": "3s",
+        }
+    )
+
+    first, second = WebhookNotifier.from_env(env)
+
+    assert re.fullmatch(r"webhook:[0-9a-f]{8}", first.channel)
+    assert first.channel != second.channel
+    assert WebhookNotifier.from_env(env)[0].channel == first.channel
+    assert "SECRET" not in first.channel
+    assert first.describe() == {
+        "channel": first.channel,
+        "url": "https://a.example/***",
+        "timeout": "3s",
+    }
+
+
+def test_from_env_reads_the_url_from_a_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "url"
+    secret_file.write_text("https://hooks.example/T000/SECRETPATH\n")
+
+    (notifier,) = WebhookNotifier.from_env(Env({"OPSWATCH_WEBHOOK_URL_FILE": str(secret_file)}))
+
+    assert notifier.describe()["url"] == "https://hooks.example/***"
+    assert notifier.describe()["timeout"] == "10s"
+
+
+def test_from_env_without_a_url_configures_nothing() -> None:
+    assert WebhookNotifier.from_env(Env({})) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"OPSWATCH_WEBHOOK_URL": "ftp://x.example/SECRETPATH"}, "OPSWATCH_WEBHOOK_URL"),
+        ({"OPSWATCH_WEBHOOK_URL": "https://x.example/a,https://x.example/a"},
+         "OPSWATCH_WEBHOOK_URL"),
+        ({"OPSWATCH_WEBHOOK_URL": "https://x.example/a", "OPSWATCH_WEBHOOK_TIMEOUT": "soon"},
+         "OPSWATCH_WEBHOOK_TIMEOUT"),
+    ],
+)  # fmt: skip
+def test_from_env_rejects_bad_values_naming_the_variable(
+    environ: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        WebhookNotifier.from_env(Env(environ))
+
+    assert caught.value.variable == variable
+    assert "SECRETPATH" not in str(caught.value)
+
+
+def test_webhook_is_registered_under_its_name() -> None:
+    assert NOTIFIERS["webhook"] is WebhookNotifier
+    assert WebhookNotifier.name == "webhook"
