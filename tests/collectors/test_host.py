@@ -174,6 +174,22 @@ def test_tcp_counts_sum_ipv4_and_ipv6_and_include_every_state_at_zero() -> None:
     assert "unknown" not in counts
 
 
+async def test_tcp_states_are_measured_on_the_first_run_then_once_per_interval(
+    clock: ManualClock,
+) -> None:
+    default = host(clock)
+    every_run = host(clock, OPSWATCH_HOST_TCP_STATES_INTERVAL="0")
+    measured: dict[str, list[bool]] = {"default": [], "every_run": []}
+
+    for advance in (30, 270, 30, 0):  # runs at 0 s, 30 s, 300 s and 330 s
+        for name, collector in (("default", default), ("every_run", every_run)):
+            metrics = by_metric(await collector.collect())
+            measured[name].append("host.tcp_connections" in metrics)
+        clock.advance(advance)
+
+    assert measured == {"default": [True, False, True, False], "every_run": [True] * 4}
+
+
 def test_partition_selection_skips_excluded_and_keeps_the_last_mount_per_mountpoint() -> None:
     partitions = [
         Partition("/dev/sda2", "/", "ext4"),
@@ -220,6 +236,7 @@ def test_describe_shows_the_effective_exclusions(clock: ManualClock) -> None:
     assert host(clock).describe() == {
         "mountpoints_exclude": "/snap/*,/boot/efi",
         "fstypes_exclude": "squashfs,iso9660,udf",
+        "tcp_states_interval": "300s",
     }
     assert host(clock, OPSWATCH_HOST_FSTYPES_EXCLUDE="none").describe()["fstypes_exclude"] == (
         "none"
@@ -231,6 +248,7 @@ def test_describe_shows_the_effective_exclusions(clock: ManualClock) -> None:
     [
         ("OPSWATCH_HOST_MOUNTPOINTS_EXCLUDE", "snap/*"),
         ("OPSWATCH_HOST_FSTYPES_EXCLUDE", "ext4,bad type"),
+        ("OPSWATCH_HOST_TCP_STATES_INTERVAL", "often"),
     ],
 )
 def test_malformed_exclusions_raise_config_error_naming_the_variable(
