@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, MutableMapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +15,7 @@ from tenacity import wait_fixed, wait_none
 
 from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.config import Secret, mask_url
-from opswatch.model import Notification, Transition, TransitionKind, utcnow
+from opswatch.model import Notification, OutboxItem, Transition, TransitionKind, utcnow
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.render import render
@@ -270,6 +270,24 @@ async def test_retry_after_beyond_the_pass_budget_postpones_the_row_until_then(
     assert rows(state_path)[0]["next_attempt_at"] == (clock.now + timedelta(seconds=30)).timestamp()
 
 
+async def test_a_channel_that_asked_to_wait_is_left_alone_until_then_even_for_new_rows(
+    store: SQLiteStore, clock: ManualClock, receiver: Receiver, webhook: WebhookNotifier
+) -> None:
+    receiver.script(Reply(429, headers={"Retry-After": "30"}))
+    first = await enqueue(store, clock, webhook.channel)
+    outbox = outbox_for(store, clock, webhook)
+    await outbox.deliver_due()
+
+    clock.advance(1)
+    second = await enqueue(store, clock, webhook.channel, transition("other", at=clock.now))
+    assert await outbox.deliver_due() == 0
+    assert len(receiver.requests) == 1
+
+    clock.advance(29)
+    assert await outbox.deliver_due() == 2
+    assert keys(receiver.requests[1:]) == [first.idempotency_key, second.idempotency_key]
+
+
 async def test_pending_rows_survive_a_restart_and_are_delivered_once(
     state_path: Path,
     clock: ManualClock,
@@ -302,21 +320,52 @@ async def test_pending_rows_survive_a_restart_and_are_delivered_once(
     assert keys(receiver.requests) == [notification.idempotency_key]
 
 
+class IdleSignallingStore:
+    """The real store, plus an event set when ``run()`` asks when to wake up next (it is then
+    about to wait): lets a test enqueue strictly after ``run()`` went idle."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.idle = asyncio.Event()
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        return await self.store.outbox_due(now, limit)
+
+    async def outbox_next_due(self) -> datetime | None:
+        next_due = await self.store.outbox_next_due()
+        self.idle.set()
+        return next_due
+
+    async def outbox_delivered(self, item_id: int, at: datetime) -> None:
+        await self.store.outbox_delivered(item_id, at)
+
+    async def outbox_postpone(
+        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        await self.store.outbox_postpone(item_id, attempts, next_attempt_at, error)
+
+    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None:
+        await self.store.outbox_failed(item_id, at, error)
+
+
 async def test_run_delivers_a_row_shortly_after_wake(
     store: SQLiteStore, clock: ManualClock, receiver: Receiver, webhook: WebhookNotifier
 ) -> None:
-    outbox = outbox_for(store, clock, webhook)
-    first = await enqueue(store, clock, webhook.channel)
+    signalling = IdleSignallingStore(store)
+    outbox = Outbox(signalling, {webhook.channel: webhook}, TINY, clock)
     task = asyncio.create_task(outbox.run())
-    await receiver.wait_for(1)
+    async with asyncio.timeout(5):
+        await signalling.idle.wait()
+    assert receiver.requests == []
 
-    second = await enqueue(store, clock, webhook.channel, transition("disk_full", at=clock.now))
+    notification = await enqueue(store, clock, webhook.channel)
     outbox.wake()
 
-    assert keys(await receiver.wait_for(2)) == [first.idempotency_key, second.idempotency_key]
+    assert keys(await receiver.wait_for(1)) == [notification.idempotency_key]
     await outbox.flush(1.0)
     assert task.done()
     assert task.exception() is None
+    assert await store.outbox_counts() == {"delivered": 1}
 
 
 async def test_run_retries_a_postponed_row_when_it_falls_due(

@@ -11,7 +11,9 @@ This module delivers them:
   exponential backoff (durable across restarts); a permanent error fails it;
 * channels are independent (delivered concurrently); one channel's rows go out in the order
   they were written: when a row is postponed, the channel's later rows wait behind it, and
-  when a later row is due, the channel's older pending rows are sent first.
+  when a later row is due, the channel's older pending rows are sent first (so a new alert
+  probes a channel that was down at once, rather than after its backoff), except when the
+  receiver asked for a pause with ``Retry-After``: then the channel rests until then.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class Outbox:
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
         self._failing: set[str] = set()
+        #: channels whose peer asked us to wait (Retry-After): no probing before then
+        self._resting_until: dict[str, datetime] = {}
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
 
@@ -232,6 +236,14 @@ class Outbox:
 
     async def _deliver_channel(self, channel: str, items: Sequence[OutboxItem]) -> int:
         notifier = self._notifiers.get(channel)
+        resting_until = self._resting_until.get(channel)
+        if resting_until is not None and resting_until > self._clock():
+            for item in items:
+                await self._store.outbox_postpone(
+                    item.id, item.attempts, resting_until, "the receiver asked to wait"
+                )
+            return 0
+        self._resting_until.pop(channel, None)
         finished = 0
         for index, item in enumerate(items):
             if notifier is None:
@@ -327,6 +339,8 @@ class Outbox:
         failed_passes = item.attempts + 1
         delay = self._policy.row_backoff(failed_passes, error.retry_after)
         next_attempt_at = now + timedelta(seconds=delay)
+        if error.retry_after is not None:
+            self._resting_until[item.channel] = next_attempt_at
         await self._store.outbox_postpone(item.id, failed_passes, next_attempt_at, str(error))
         log.warning(
             "notification_postponed",

@@ -68,8 +68,7 @@ class WebhookNotifier:
             ):
                 if 200 <= response.status < 300:
                     return
-                head = await response.content.read(_SNIPPET_BYTES)
-                snippet = head.decode(response.charset or "utf-8", errors="replace")
+                snippet = _decode(await response.content.read(_SNIPPET_BYTES), response.charset)
                 raise self._status_error(response.status, response.headers, snippet)
         except TimeoutError:
             raise NotifyError(
@@ -189,3 +188,10 @@ def _describe_client_error(exc: aiohttp.ClientError) -> str:
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return f"cannot connect ({reason})"
     return f"request failed ({type(exc).__name__})"
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", errors="replace")
