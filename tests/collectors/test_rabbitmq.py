@@ -174,10 +174,17 @@ def test_builds_queue_and_node_samples_with_their_labels() -> None:
     assert series(samples, "rabbitmq.messages_ready")[orders] == 5
     assert series(samples, "rabbitmq.messages_unacked")[orders] == 0
     assert series(samples, "rabbitmq.publish_per_s")[orders] == 8.2
+    assert series(samples, "rabbitmq.messages_ready_without_consumers")[orders] == 5
     node = (("node", "rabbit@localhost"), ("target", "b"))
     assert series(samples, "rabbitmq.mem_alarm") == {node: 0.0}
     assert series(samples, "rabbitmq.disk_free_alarm") == {node: 0.0}
     assert series(samples, "rabbitmq.up") == {(("target", "b"),): 1.0}
+
+
+def test_messages_without_consumers_is_zero_when_a_consumer_is_attached() -> None:
+    payload = [{**QUEUES_PAYLOAD[1], "consumers": 2}]
+    samples = build_samples("rabbitmq:b", "b", T0, parse_queues(payload), [])
+    assert [s.value for s in samples if s.metric.endswith("_without_consumers")] == [0.0]
 
 
 # --- against a real broker ------------------------------------------------------------------
@@ -227,6 +234,9 @@ async def test_sees_published_messages_waiting_in_a_queue_without_consumers(
         async with session.delete(queue_url):
             pass
     assert queue_value(samples, "rabbitmq.consumers", queue) == 0
+    assert (
+        queue_value(samples, "rabbitmq.messages_ready_without_consumers", queue) or 0
+    ) >= published
     assert queue_value(samples, "rabbitmq.messages_unacked", queue) == 0
     assert {s.labels.get("queue") for s in samples if "queue" in s.labels} == {queue}
     assert [s.value for s in samples if s.metric == "rabbitmq.up"] == [1.0]

@@ -10,6 +10,8 @@ Requests ask only for the columns used (``?columns=``), which keeps the payload 
 brokers with many queues. Message rates are the broker's own ``message_stats`` rate details
 (``deliver_per_s`` is ``deliver_get``: deliveries with or without ack plus ``basic.get``);
 absent details (no traffic yet, ``rates_mode=none``) count as 0. The parsers are pure.
+``messages_ready_without_consumers`` (ready messages of a queue with no consumer, else 0)
+makes "work piling up with nobody consuming" a plain threshold rule.
 
 An unreachable API (refused, 401, timeout, a non-JSON answer) gives ``rabbitmq.up = 0`` and
 never raises; log lines name only the exception class and HTTP status.
@@ -162,6 +164,11 @@ def build_samples(
                 ("consumers", queue.consumers),
                 ("publish_per_s", queue.publish_per_s),
                 ("deliver_per_s", queue.deliver_per_s),
+                # derived so that "messages and nobody consuming" is a plain threshold rule
+                (
+                    "messages_ready_without_consumers",
+                    0.0 if queue.consumers else queue.messages_ready,
+                ),
             )
         )
     for node in nodes:
