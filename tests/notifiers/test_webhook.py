@@ -245,6 +245,20 @@ async def test_error_message_quotes_the_response_body_without_the_secret_path(
     assert "SECRETPATH" not in str(caught.value)
 
 
+async def test_a_long_response_body_is_cut_after_the_secret_is_removed(
+    receiver: Receiver,
+) -> None:
+    notifier = webhook_for(receiver, "/hooks/T000/SECRETPATH")
+    receiver.script(Reply(404, body="x" * 180 + " /hooks/T000/SECRETPATH " + "y" * 5000))
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert "SECR" not in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
 async def test_closed_port_is_a_transient_error_naming_only_the_masked_url(
     receiver: Receiver,
 ) -> None:

@@ -214,19 +214,24 @@ class Outbox:
                 finished = await self.deliver_due()
         except TimeoutError:
             if not deadline.expired():
+                self._cancel_run()
                 raise
             log.warning("outbox_flush_timeout", deadline_s=deadline_s)
-        finally:
-            await self._end_run(cancel=deadline.expired())
+        except BaseException:
+            self._cancel_run()
+            raise
+        task = self._run_task
+        if task is not None and task is not asyncio.current_task():
+            if deadline.expired():
+                self._cancel_run()  # run() is in the middle of a pass: interrupt it
+            # otherwise run() sees _stopping and returns on its own
+            await asyncio.wait({task})
         return finished
 
-    async def _end_run(self, *, cancel: bool) -> None:
+    def _cancel_run(self) -> None:
         task = self._run_task
-        if task is None or task is asyncio.current_task() or task.done():
-            return
-        if cancel:
+        if task is not None and task is not asyncio.current_task():
             task.cancel()
-        await asyncio.wait({task})
 
     async def _seconds_until_next_due(self) -> float | None:
         next_due = await self._store.outbox_next_due()

@@ -93,7 +93,7 @@ class WebhookNotifier:
         return self._session
 
     def _status_error(self, status: int, headers: Mapping[str, str], text: str) -> NotifyError:
-        detail = self._scrub(" ".join(text.split())[:_SNIPPET_CHARS])
+        detail = self._scrub(" ".join(text.split()))[:_SNIPPET_CHARS]
         message = f"webhook {self._url}: HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
             retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
@@ -105,12 +105,15 @@ class WebhookNotifier:
         return NotifyError(message, permanent=True)
 
     def _scrub(self, text: str) -> str:
-        """Remove the URL and its path from a response body quoted in an error."""
+        """Remove the URL, its path and its query from a response body quoted in an error
+        (before it is shortened, so that no part of a secret survives)."""
         url = self._url.reveal()
-        path = urlsplit(url).path
+        parts = urlsplit(url)
         text = text.replace(url, str(self._url))
-        if len(path) > 1:
-            text = text.replace(path, "/***")
+        if len(parts.path) > 1:
+            text = text.replace(parts.path, "/***")
+        if parts.query:
+            text = text.replace(parts.query, "***")
         return text
 
 
