@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.conftest import ManualClock
 
 from opswatch.collectors.file import FileCollector, FileStats, scan
 from opswatch.config import ConfigError, Env
 from opswatch.model import Sample
+from tests.conftest import ManualClock
 
 
 def by_metric(samples: list[Sample]) -> dict[str, float]:

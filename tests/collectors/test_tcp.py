@@ -7,11 +7,11 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from tests.conftest import ManualClock, free_port
 
 from opswatch.collectors.tcp import TcpCollector, TcpTarget, parse_host_port
 from opswatch.config import ConfigError, Env
 from opswatch.model import Sample
+from tests.conftest import ManualClock, free_port
 
 
 def by_metric(samples: list[Sample]) -> dict[str, Sample]:
