@@ -86,9 +86,13 @@ class Receiver:
             await runner.cleanup()
         self._release = asyncio.Event()
 
-    async def wait_for(self, count: int) -> list[Received]:
-        """Wait (at most ``WAIT_S``) until ``count`` requests arrived in total; return all."""
-        async with asyncio.timeout(WAIT_S), self._arrived:
+    async def wait_for(
+        self,
+        count: int,
+        timeout: float = WAIT_S,  # noqa: ASYNC109 - the bound is applied here, with asyncio.timeout
+    ) -> list[Received]:
+        """Wait (at most ``timeout`` s) until ``count`` requests arrived in total; return all."""
+        async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
