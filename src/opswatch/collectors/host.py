@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,8 @@ DEFAULT_MOUNTPOINTS_EXCLUDE = ("/snap/*", "/boot/efi")
 DEFAULT_FSTYPES_EXCLUDE = ("squashfs", "iso9660", "udf")
 TCP_STATES_INTERVAL = f"{ENV_PREFIX}TCP_STATES_INTERVAL"
 DEFAULT_TCP_STATES_INTERVAL = 300.0
+#: shortest CPU measurement window (seconds); the kernel's tick is 10 ms
+MIN_CPU_WINDOW = 0.1
 
 TCP_FILES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 #: kernel ``include/net/tcp_states.h``, as printed in hex in /proc/net/tcp
@@ -260,6 +263,7 @@ class HostCollector:
         # Our own CPU baseline: psutil.cpu_percent(interval=None) keeps its baseline per
         # *thread*, and to_thread may use a different worker thread every cycle.
         self._cpu_before: Mapping[str, float] = psutil.cpu_times()._asdict()
+        self._cpu_before_at = time.monotonic()
         self._nics_before: Mapping[str, NicCounters] | None = None
         self._nics_at: datetime | None = None
         self._tcp_states_interval = tcp_states_interval
@@ -342,6 +346,9 @@ class HostCollector:
             for nic, c in psutil.net_io_counters(pernic=True).items()
             if nic != "lo"
         }
+        # The first run may follow construction within milliseconds (``opswatch once``):
+        # give the CPU reading a window of at least MIN_CPU_WINDOW (in this worker thread).
+        time.sleep(max(0.0, MIN_CPU_WINDOW - (time.monotonic() - self._cpu_before_at)))
         return HostSnapshot(
             cpu_times=psutil.cpu_times()._asdict(),
             memory_percent=psutil.virtual_memory().percent,
@@ -361,6 +368,7 @@ class HostCollector:
         samples = [up_sample(KIND, self.check, True, at, {})]
         cpu = cpu_busy_percent(self._cpu_before, snap.cpu_times)
         self._cpu_before = snap.cpu_times
+        self._cpu_before_at = time.monotonic()
         if cpu is not None:
             samples.append(sample("cpu_percent", cpu))
         samples += [

@@ -1,0 +1,389 @@
+"""The only module that knows every area: configuration loading and the running daemon.
+
+One collector run is one pass through the pipeline::
+
+    collect (under a timeout) -> evaluate -> track -> record (+ outbox, one transaction) -> wake
+
+The broad ``except Exception`` in :meth:`App.run_check` is the single place where a failing
+collector is turned into data (``<kind>.up = 0``) instead of a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from opswatch.alerts.store import CycleRecord, SQLiteStore
+from opswatch.alerts.tracker import AlertTracker
+from opswatch.api.app import ApiServer
+from opswatch.api.routes import CheckStatus, Health
+from opswatch.collectors import COLLECTORS
+from opswatch.collectors.base import Collector, up_sample
+from opswatch.config import PREFIX, ConfigError, Env, Settings
+from opswatch.daemon.scheduler import Scheduler
+from opswatch.daemon.sdnotify import SystemdNotifier
+from opswatch.model import (
+    Alert,
+    AlertState,
+    Clock,
+    Evaluation,
+    Sample,
+    Severity,
+    Transition,
+    TransitionKind,
+    utcnow,
+)
+from opswatch.notifiers import NOTIFIERS
+from opswatch.notifiers.base import Notifier
+from opswatch.notifiers.outbox import Outbox, RetryPolicy
+from opswatch.notifiers.render import render
+from opswatch.rules.base import Rule
+from opswatch.rules.builtin import builtin_rules
+from opswatch.rules.evaluator import RuleEvaluator
+
+log = structlog.get_logger("opswatch")
+
+_TRANSITION_EVENTS = {
+    TransitionKind.FIRED: "alert_fired",
+    TransitionKind.RESOLVED: "alert_resolved",
+    TransitionKind.SEVERITY_CHANGED: "alert_severity_changed",
+    TransitionKind.REMINDER: "alert_reminder",
+    TransitionKind.ESCALATED: "alert_escalated",
+}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the daemon needs, validated. Built by :func:`load_config`."""
+
+    settings: Settings
+    collectors: Sequence[Collector]
+    notifiers: Sequence[Notifier]
+    rules: Sequence[Rule]
+    repeat_interval: Mapping[Severity, float]
+    unknown_variables: Sequence[str] = field(default_factory=tuple)
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration with every secret masked (``check-config``)."""
+        s = self.settings
+        return {
+            "interval_s": s.interval,
+            "check_timeout_s": s.check_timeout,
+            "checks": list(s.checks),
+            "state_path": str(s.state_path),
+            "api_listen": f"{s.api_listen[0]}:{s.api_listen[1]}",
+            "log_format": s.log_format,
+            "log_level": s.log_level,
+            "shutdown_grace_s": s.shutdown_grace,
+            "collectors": {c.check: c.describe() for c in self.collectors},
+            "notifiers": {n.channel: n.describe() for n in self.notifiers},
+            "rules": [r.describe() for r in self.rules],
+            "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
+            "unknown_variables": list(self.unknown_variables),
+        }
+
+
+def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
+    """Parse and validate the whole configuration; raises :class:`ConfigError`."""
+    env = Env(environ)
+    # A collector whose targets are configured is enabled by default, beside host.
+    configured = [
+        name
+        for name in sorted(COLLECTORS)
+        if name != "host" and env.raw(f"{PREFIX}{name.upper()}_TARGETS") is not None
+    ]
+    default_checks = ("host", *configured)
+    settings = Settings.from_env(
+        env, available_checks=tuple(sorted(COLLECTORS)), default_checks=default_checks
+    )
+    collectors: list[Collector] = []
+    for name in settings.checks:
+        instances = COLLECTORS[name].from_env(env, clock)
+        if not instances:
+            raise ConfigError(
+                f"{PREFIX}{name.upper()}_TARGETS",
+                f"required when {name} is in {PREFIX}CHECKS",
+            )
+        collectors.extend(instances)
+    notifiers = [n for name in sorted(NOTIFIERS) for n in NOTIFIERS[name].from_env(env)]
+    rules = builtin_rules(env, settings.interval)
+    repeat = {
+        Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
+        Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
+        Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
+    }
+    plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
+    unknown = env.unknown((*plugin_prefixes, f"{PREFIX}RULE_", f"{PREFIX}TEST_"))
+    return AppConfig(settings, tuple(collectors), tuple(notifiers), tuple(rules), repeat, unknown)
+
+
+class App:
+    """The running daemon. ``start()``/``stop()`` for tests, ``serve()`` for ``opswatch run``."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        clock: Clock = utcnow,
+        retry_policy: RetryPolicy | None = None,
+        systemd: SystemdNotifier | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.settings
+        self._clock = clock
+        self.store = SQLiteStore(config.settings.state_path)
+        self.evaluator = RuleEvaluator(config.rules)
+        self.tracker = AlertTracker(config.repeat_interval)
+        self.outbox = Outbox(
+            self.store,
+            {n.channel: n for n in config.notifiers},
+            retry_policy or RetryPolicy(),
+            clock,
+        )
+        self.scheduler = Scheduler(config.settings.interval, clock)
+        host, port = config.settings.api_listen
+        self.api = ApiServer(self, host, port)
+        self._systemd = systemd or SystemdNotifier(None)
+        self._collectors = {c.check: c for c in config.collectors}
+        self._statuses: dict[str, CheckStatus] = {}
+        self._up_labels: dict[str, Mapping[str, str]] = {}
+        self._started_at = clock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running_checks: set[asyncio.Task[Any]] = set()
+        self._ready = False
+        self._serving = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> list[Alert]:
+        """Open the state and restore the alerts that were firing; returns them.
+
+        A stored alert whose rule no longer exists (removed or disabled by configuration)
+        can never resolve by itself: it is resolved here, and notified once.
+        """
+        await self.store.open()
+        stored = await self.store.load_active()
+        rules = self.evaluator.rule_names()
+        active = [a for a in stored if a.rule in rules]
+        self.tracker.load(active)
+        self.evaluator.seed(active)
+        orphans = [a for a in stored if a.rule not in rules]
+        if orphans:
+            now = self._clock()
+            retired = [
+                Transition(
+                    replace(a, state=AlertState.RESOLVED, resolved_at=now),
+                    TransitionKind.RESOLVED,
+                    now,
+                    previous_state=a.state,
+                )
+                for a in orphans
+            ]
+            await self._record("rules", retired, [], now)
+        return active
+
+    async def start(self) -> None:
+        """Open the state, then start the API, the outbox and the scheduled checks."""
+        self._started_at = self._clock()
+        active = await self.open()
+        await self.api.start()
+        self._serving = True
+        self._spawn(self.outbox.run(), "outbox")
+        self._spawn(self._heartbeat(), "heartbeat")
+        for check in self._collectors:
+            self.scheduler.add(check, self._job(check))
+        self.scheduler.start()
+        log.info(
+            "daemon_started",
+            checks=sorted(self._collectors),
+            interval_s=self.settings.interval,
+            active_alerts=len(active),
+            channels=sorted(n.channel for n in self.config.notifiers),
+            state_path=str(self.settings.state_path),
+        )
+        for name in self.config.unknown_variables:
+            log.warning("config_unknown_variable", variable=name)
+
+    async def stop(self) -> None:
+        """Stop checks, flush the outbox for up to the shutdown grace, close everything."""
+        self._systemd.stopping()
+        self.scheduler.shutdown()
+        for task in list(self._running_checks):
+            task.cancel()
+        await asyncio.gather(*self._running_checks, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.flush(self.settings.shutdown_grace)
+        if self._serving:
+            await self.api.stop()
+            self._serving = False
+        for collector in self._collectors.values():
+            await collector.close()
+        for notifier in self.config.notifiers:
+            await notifier.close()
+        await self.store.close()
+        log.info("daemon_stopped")
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        await self.start()
+        await stop.wait()
+        log.info("daemon_stopping")
+        await self.stop()
+
+    def _reload(self) -> None:
+        """SIGHUP (``systemctl reload``): the configuration is read at start only, so say so
+        rather than die of the default SIGHUP action."""
+        log.warning("reload_unsupported", hint="restart the daemon to apply new configuration")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _job(self, check: str) -> Any:
+        async def job() -> None:
+            await self.run_check(check)
+
+        return job
+
+    # -- one cycle ------------------------------------------------------------------------
+
+    async def collect(self, collector: Collector) -> tuple[list[Sample], str | None]:
+        """Run one collector under the check timeout. Never raises (but on cancellation)."""
+        try:
+            async with asyncio.timeout(self.settings.check_timeout):
+                samples = await collector.collect()
+        except Exception as exc:  # the one broad except: a broken check is data, not a crash
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                error = f"timed out after {self.settings.check_timeout:g}s"
+            log.warning("collect_failed", check=collector.check, error=error, exc_info=True)
+            kind = collector.check.partition(":")[0]
+            target = collector.check.partition(":")[2]
+            labels = self._up_labels.get(collector.check, {"target": target} if target else {})
+            return [up_sample(kind, collector.check, False, self._clock(), labels)], error
+        for sample in samples:
+            if sample.metric.endswith(".up"):
+                self._up_labels[collector.check] = sample.labels
+        return samples, None
+
+    async def run_check(self, check: str) -> list[Transition]:
+        """Collect, evaluate, track, persist and enqueue for one check."""
+        collector = self._collectors[check]
+        task = asyncio.current_task()
+        if task is not None:
+            self._running_checks.add(task)
+        started = time.monotonic()
+        try:
+            samples, error = await self.collect(collector)
+            return await self.process(check, samples, error, time.monotonic() - started)
+        finally:
+            if task is not None:
+                self._running_checks.discard(task)
+
+    async def process(
+        self, check: str, samples: list[Sample], error: str | None, duration_s: float
+    ) -> list[Transition]:
+        """Everything after collection: also the entry point for event-driven samples."""
+        now = self._clock()
+        evaluation: Evaluation = self.evaluator.evaluate(check, samples)
+        transitions = self.tracker.update(evaluation, now)
+        self._statuses[check] = CheckStatus(check, now, duration_s, error, tuple(samples))
+        await self._record(check, transitions, self.tracker.take_changed(), now)
+        log.info(
+            "collect_finished",
+            check=check,
+            samples=len(samples),
+            findings=len(evaluation.findings),
+            transitions=len(transitions),
+            error=error,
+            duration_ms=round(duration_s * 1000, 2),
+        )
+        self._maybe_ready()
+        return transitions
+
+    async def _record(
+        self, check: str, transitions: list[Transition], changed: list[Alert], now: datetime
+    ) -> None:
+        """Persist changed alerts, transitions and their notifications in one transaction."""
+        outbox = []
+        if transitions:
+            notification = render(transitions, now)
+            outbox = [(n.channel, notification) for n in self.config.notifiers]
+        active = [a for a in changed if a.state is not AlertState.RESOLVED]
+        resolved = [t.alert.fingerprint for t in transitions if t.kind is TransitionKind.RESOLVED]
+        try:
+            await self.store.record(CycleRecord(active, resolved, transitions, outbox), now)
+        except Exception:
+            log.exception("state_write_failed", check=check, transitions=len(transitions))
+            raise
+        for transition in transitions:
+            alert = transition.alert
+            log.info(
+                _TRANSITION_EVENTS[transition.kind],
+                fingerprint=alert.fingerprint,
+                rule=alert.rule,
+                check=alert.check,
+                severity=alert.severity.value,
+                summary=alert.summary,
+                value=alert.value,
+            )
+        if outbox:
+            self.outbox.wake()
+
+    # -- health and systemd ---------------------------------------------------------------
+
+    def _maybe_ready(self) -> None:
+        if not self._ready and set(self._statuses) >= set(self._collectors):
+            self._ready = True
+            self._systemd.ready()
+            log.info("daemon_ready", checks=len(self._statuses))
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 only while healthy, so systemd restarts a stalled daemon."""
+        interval = self._systemd.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            if self.health().healthy:
+                self._systemd.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- what the API reads ---------------------------------------------------------------
+
+    def health(self) -> Health:
+        now = self._clock()
+        # A check is late when it has not finished within two intervals plus its timeout.
+        allowance = 2 * self.settings.interval + self.settings.check_timeout
+        last = max((s.finished_at for s in self._statuses.values()), default=None)
+        if not self.scheduler.running:
+            return Health(False, "scheduler is not running", self._started_at, last)
+        for check in self._collectors:
+            status = self._statuses.get(check)
+            since = self._started_at if status is None else status.finished_at
+            if (now - since).total_seconds() > allowance:
+                return Health(False, f"check {check} is late", self._started_at, last)
+        return Health(True, "ok", self._started_at, last)
+
+    def check_statuses(self) -> Mapping[str, CheckStatus]:
+        return self._statuses
+
+    def active_alerts(self) -> list[Alert]:
+        return [a for a in self.tracker.active() if a.state is not AlertState.RESOLVED]
+
+    async def alert_history(self, limit: int) -> list[Transition]:
+        return await self.store.history(limit)

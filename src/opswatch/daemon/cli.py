@@ -1,0 +1,84 @@
+"""The ``opswatch`` command: ``run`` (default), ``check-config`` and ``once``.
+
+Exit status: 0 on success, 2 on a configuration error (one line on stderr naming the
+variable), 1 on any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from opswatch import __version__
+from opswatch.config import ConfigError
+from opswatch.daemon.app import App, AppConfig, load_config
+from opswatch.daemon.once import run_once
+from opswatch.daemon.sdnotify import SystemdNotifier
+from opswatch.logging import configure_logging
+from opswatch.model import Finding, Sample
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opswatch",
+        description="Watch this host and its services; alert and recover. "
+        "Configured by OPSWATCH_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"opswatch {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the daemon in the foreground (default)")
+    sub.add_parser(
+        "check-config", help="validate the environment and print the effective configuration"
+    )
+    sub.add_parser("once", help="run every check once and print samples and findings")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        config = load_config(os.environ)
+    except ConfigError as exc:
+        print(f"opswatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if command == "check-config":
+        print(json.dumps(config.describe(), indent=2))
+        return 0
+    if command == "once":
+        samples, findings = asyncio.run(run_once(config))
+        print(_table(samples, findings))
+        return 0
+    return _run(config)
+
+
+def _run(config: AppConfig) -> int:
+    configure_logging(config.settings.log_format, config.settings.log_level)
+    app = App(config, systemd=SystemdNotifier.from_env(os.environ))
+    asyncio.run(app.serve())
+    return 0
+
+
+def _table(samples: Sequence[Sample], findings: Sequence[Finding]) -> str:
+    rows = [("CHECK", "METRIC", "LABELS", "VALUE")]
+    for s in sorted(samples, key=lambda s: (s.check, s.metric, sorted(s.labels.items()))):
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        rows.append((s.check, s.metric, labels, f"{s.value:.6g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.append("")
+    if not findings:
+        lines.append("FINDINGS: none")
+    else:
+        lines.append("FINDINGS:")
+        for f in sorted(findings, key=lambda f: (-f.severity.rank, f.rule)):
+            lines.append(f"  {f.severity.value.upper():<9} {f.rule:<20} {f.summary}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Configuration: every malformed variable stops start-up naming the variable; secrets masked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opswatch.config import ConfigError, Env, Secret, mask_url
+from opswatch.daemon.app import load_config
+from opswatch.daemon.cli import main
+
+BAD_VALUES = [
+    ("OPSWATCH_INTERVAL", "often"),
+    ("OPSWATCH_INTERVAL", "0.5s"),
+    ("OPSWATCH_CHECK_TIMEOUT", "5 minutes"),
+    ("OPSWATCH_CHECK_TIMEOUT", "45s"),
+    ("OPSWATCH_CHECKS", "host,nosuchcheck"),
+    ("OPSWATCH_CHECKS", "host,host"),
+    ("OPSWATCH_API_LISTEN", "9184"),
+    ("OPSWATCH_API_LISTEN", "127.0.0.1:99999"),
+    ("OPSWATCH_LOG_FORMAT", "xml"),
+    ("OPSWATCH_LOG_LEVEL", "loud"),
+    ("OPSWATCH_SHUTDOWN_GRACE", "-1"),
+    ("OPSWATCH_REPEAT_CRITICAL", "1s"),
+    ("OPSWATCH_WEBHOOK_URL", "ftp://example.com/hook"),
+    ("OPSWATCH_WEBHOOK_URL", "not a url"),
+    ("OPSWATCH_HTTP_TARGETS", "http://no-name.example.com"),
+    ("OPSWATCH_HTTP_TARGETS", "api=gopher://x"),
+    ("OPSWATCH_HTTP_TARGETS", "api=http://a,api=http://b"),
+    ("OPSWATCH_RULE_CPU_HIGH_WARNING", "eighty"),
+    ("OPSWATCH_RULE_DISK_FULL_FOR", "soon"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_malformed_variable_exits_2_with_one_line_naming_it(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    if variable.startswith("OPSWATCH_HTTP"):
+        monkeypatch.setenv("OPSWATCH_CHECKS", "host,http")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert variable in err[0]
+
+
+def test_defaults_need_no_variable(tmp_path: Path) -> None:
+    config = load_config({"STATE_DIRECTORY": str(tmp_path)})
+    settings = config.settings
+    assert settings.interval == 30.0
+    assert settings.checks == ("host",)
+    assert settings.api_listen == ("127.0.0.1", 9184)
+    assert [c.check for c in config.collectors] == ["host"]
+
+
+def test_configured_http_targets_enable_the_http_check() -> None:
+    config = load_config({"OPSWATCH_HTTP_TARGETS": "api=http://127.0.0.1:8000/health"})
+    assert config.settings.checks == ("host", "http")
+    assert [c.check for c in config.collectors] == ["host", "http:api"]
+
+
+def test_enabled_check_without_targets_names_the_missing_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"OPSWATCH_CHECKS": "host,http"})
+    assert info.value.variable == "OPSWATCH_HTTP_TARGETS"
+
+
+def test_durations_accept_units() -> None:
+    env = Env({"A": "500ms", "B": "5m", "C": "2", "D": "1h"})
+    assert env.duration("A", 0) == 0.5
+    assert env.duration("B", 0) == 300
+    assert env.duration("C", 0) == 2
+    assert env.duration("D", 0) == 3600
+
+
+def test_secret_is_read_from_a_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "hook"
+    secret_file.write_text("https://hooks.example.com/T0/B0/topsecret\n")
+    env = Env({"OPSWATCH_WEBHOOK_URL_FILE": str(secret_file)})
+    (url,) = env.urls("OPSWATCH_WEBHOOK_URL", hide_path=True)
+    assert url.reveal() == "https://hooks.example.com/T0/B0/topsecret"
+    assert "topsecret" not in str(url)
+    assert "topsecret" not in repr(url)
+
+
+def test_unreadable_secret_file_names_the_file_variable(tmp_path: Path) -> None:
+    env = Env({"OPSWATCH_WEBHOOK_URL_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError) as info:
+        env.urls("OPSWATCH_WEBHOOK_URL", hide_path=True)
+    assert info.value.variable == "OPSWATCH_WEBHOOK_URL_FILE"
+
+
+def test_secret_and_secret_file_together_are_refused(tmp_path: Path) -> None:
+    env = Env({"X": "a", "X_FILE": str(tmp_path)})
+    with pytest.raises(ConfigError, match="not both"):
+        env.secret("X")
+
+
+def test_masked_urls_hide_passwords_tokens_and_webhook_paths() -> None:
+    assert mask_url("postgresql://app:pw@db:5432/x", hide_path=False) == (
+        "postgresql://app:***@db:5432/x"
+    )
+    assert mask_url("https://h.example.com/hook/abc?token=t1", hide_path=True) == (
+        "https://h.example.com/***?***"
+    )
+    assert mask_url("http://h/health?key=k", hide_path=False) == "http://h/health?key=***"
+    assert str(Secret("x")) == "***"
+
+
+def test_check_config_prints_effective_configuration_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/s3cr3t")
+    monkeypatch.setenv("OPSWATCH_HTTP_TARGETS", "api=http://user:hunter2@127.0.0.1:8000/health")
+    monkeypatch.setenv("OPSWATCH_INTERVALL", "10s")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t" not in out
+    assert "hunter2" not in out
+    effective = json.loads(out)
+    assert effective["checks"] == ["host", "http"]
+    assert "http:api" in effective["collectors"]
+    assert effective["unknown_variables"] == ["OPSWATCH_INTERVALL"]
