@@ -307,7 +307,8 @@ class ProcessCollector:
                 return []
             return [proc] if _running(proc) else []
         found: list[psutil.Process] = []
-        for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        attrs = ["name", "status"] if self._pattern is None else ["cmdline", "status"]
+        for proc in psutil.process_iter(attrs):
             info = proc.info
             if proc.pid == own or info["status"] == psutil.STATUS_ZOMBIE:
                 continue
