@@ -21,7 +21,8 @@ from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier
 from tests.conftest import ManualClock
-from tests.notifiers.conftest import Receiver, ReceiverFactory, Reply, transition
+from tests.notifiers.conftest import ReceiverFactory, transition
+from tests.peers import Receiver, Reply
 
 TINY = RetryPolicy(
     attempts=3, total_seconds=5, wait=wait_none(), row_backoff_base=10, row_backoff_max=40

@@ -18,7 +18,8 @@ from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier, parse_retry_after, payload
-from tests.notifiers.conftest import T0, Receiver, Reply, transition
+from tests.notifiers.conftest import T0, transition
+from tests.peers import Receiver, Reply
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 LATER = T0 + timedelta(minutes=12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def levels(rule: ThresholdRule) -> list[tuple[str, float, float]]:
 
 
 def test_the_default_pack_holds_the_documented_rules() -> None:
-    assert list(rules()) == [
+    assert list(rules())[:9] == [
         "cpu_high",
         "memory_high",
         "swap_high",
@@ -43,11 +44,22 @@ def test_the_default_pack_holds_the_documented_rules() -> None:
     assert levels(pack["http_down"]) == [("critical", 1, 1)]
     assert pack["http_down"].op == "<"
     assert pack["tls_expiry"].op == "<"
+    assert {"postgres_down", "redis_down", "rabbitmq_down", "process_down", "tcp_down"} <= set(pack)
+    assert levels(pack["postgres_connections_high"]) == [("warning", 80, 75), ("critical", 95, 90)]
+    assert levels(pack["command_status"]) == [("warning", 0.5, 0.5), ("critical", 1.5, 1.5)]
+
+
+def test_every_builtin_rule_watches_a_metric_some_collector_emits() -> None:
+    sources = "".join(path.read_text() for path in Path("src/opswatch/collectors").glob("*.py"))
+    for rule in rules().values():
+        kind, _, name = rule.metric.partition(".")
+        assert f'"{name}"' in sources or f"{kind}.{name}" in sources, rule.metric
 
 
 def test_durations_become_cycles_at_a_30_second_interval() -> None:
     pack = rules(interval=30)
-    assert {name: rule.for_cycles for name, rule in pack.items()} == {
+    host_and_http = list(pack)[:9]
+    assert {name: pack[name].for_cycles for name in host_and_http} == {
         "cpu_high": 20,
         "memory_high": 10,
         "swap_high": 20,

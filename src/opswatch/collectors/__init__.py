@@ -6,16 +6,26 @@ Client libraries (asyncpg, redis) are imported by their collectors only when the
 from __future__ import annotations
 
 from opswatch.collectors.base import Collector
+from opswatch.collectors.command import CommandCollector
+from opswatch.collectors.file import FileCollector
 from opswatch.collectors.host import HostCollector
 from opswatch.collectors.http import HttpCollector
 from opswatch.collectors.postgres import PostgresCollector
+from opswatch.collectors.process import ProcessCollector
+from opswatch.collectors.prometheus import PrometheusCollector
 from opswatch.collectors.rabbitmq import RabbitmqCollector
 from opswatch.collectors.redis import RedisCollector
+from opswatch.collectors.tcp import TcpCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
+    "command": CommandCollector,
+    "file": FileCollector,
     "host": HostCollector,
     "http": HttpCollector,
     "postgres": PostgresCollector,
+    "process": ProcessCollector,
+    "prometheus": PrometheusCollector,
     "rabbitmq": RabbitmqCollector,
     "redis": RedisCollector,
+    "tcp": TcpCollector,
 }

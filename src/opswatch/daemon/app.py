@@ -159,6 +159,8 @@ class App:
         self._running_checks: set[asyncio.Task[Any]] = set()
         self._ready = False
         self._serving = False
+        self._crashed = False
+        self._stop_requested = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -218,10 +220,11 @@ class App:
         for task in list(self._running_checks):
             task.cancel()
         await asyncio.gather(*self._running_checks, return_exceptions=True)
+        # flush() delivers what it can within the grace, then ends Outbox.run() itself
+        await self.outbox.flush(self.settings.shutdown_grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.outbox.flush(self.settings.shutdown_grace)
         if self._serving:
             await self.api.stop()
             self._serving = False
@@ -232,17 +235,17 @@ class App:
         await self.store.close()
         log.info("daemon_stopped")
 
-    async def serve(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
-        stop = asyncio.Event()
+    async def serve(self) -> int:
+        """Run until SIGTERM or SIGINT (exit status 0) or a crashed background task (1)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, self._stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         await self.start()
-        await stop.wait()
-        log.info("daemon_stopping")
+        await self._stop_requested.wait()
+        log.info("daemon_stopping", crashed=self._crashed)
         await self.stop()
+        return 1 if self._crashed else 0
 
     def _reload(self) -> None:
         """SIGHUP (``systemctl reload``): the configuration is read at start only, so say so
@@ -252,7 +255,16 @@ class App:
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task (outbox, heartbeat) must not die quietly: stop the daemon."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("task_crashed", task=task.get_name(), exc_info=task.exception())
+        self._crashed = True
+        self._stop_requested.set()
 
     def _job(self, check: str) -> Any:
         async def job() -> None:

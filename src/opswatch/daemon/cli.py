@@ -59,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: AppConfig) -> int:
     configure_logging(config.settings.log_format, config.settings.log_level)
     app = App(config, systemd=SystemdNotifier.from_env(os.environ))
-    asyncio.run(app.serve())
-    return 0
+    return asyncio.run(app.serve())
 
 
 def _table(samples: Sequence[Sample], findings: Sequence[Finding]) -> str:

@@ -24,7 +24,7 @@ from opswatch.model import Severity
 from opswatch.rules.base import Rule
 from opswatch.rules.threshold import Level, Op, ThresholdRule
 
-W, C = Severity.WARNING, Severity.CRITICAL
+INFO, W, C = Severity.INFO, Severity.WARNING, Severity.CRITICAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,82 @@ BUILTIN: tuple[RuleSpec, ...] = (
              "{check} answered in {value:.2f}s (threshold {threshold:g}s)", for_cycles=2),
     RuleSpec("tls_expiry", "http.tls_days_left", "<", (Level(W, 14), Level(C, 3)),
              "{check} TLS certificate expires in {value:.0f} days (threshold {threshold:g})"),
+    # PostgreSQL: the morning runbook's checks
+    RuleSpec("postgres_down", "postgres.up", "<", (Level(C, 1, 1),),
+             "PostgreSQL {target} is down", for_cycles=2),
+    RuleSpec("postgres_connections_high", "postgres.connections_percent", ">",
+             (Level(W, 80, 75), Level(C, 95, 90)),
+             "PostgreSQL {target} uses {value:.0f}% of max_connections "
+             "(threshold {threshold:g}%)"),
+    RuleSpec("postgres_long_query", "postgres.longest_query_seconds", ">", (Level(W, 300),),
+             "PostgreSQL {target}: a query has been running for {value:.0f}s "
+             "(threshold {threshold:g}s)"),
+    RuleSpec("postgres_idle_in_transaction", "postgres.longest_idle_in_transaction_seconds",
+             ">", (Level(W, 600),),
+             "PostgreSQL {target}: a session has been idle in transaction for {value:.0f}s "
+             "(threshold {threshold:g}s)"),
+    RuleSpec("postgres_deadlocks", "postgres.deadlocks_per_s", ">", (Level(W, 0),),
+             "PostgreSQL {target} has deadlocks ({value:.3f}/s)"),
+    RuleSpec("postgres_replication_lag", "postgres.replication_lag_seconds", ">",
+             (Level(W, 30, 20), Level(C, 300, 240)),
+             "PostgreSQL {target} replica lags {value:.0f}s (threshold {threshold:g}s)",
+             for_seconds=60),
+    RuleSpec("postgres_xid_age", "postgres.xid_age", ">", (Level(W, 1e9), Level(C, 1.5e9)),
+             "PostgreSQL {target} transaction ID age is {value:.3g} (wraparound at 2.1e9)"),
+    # Redis
+    RuleSpec("redis_down", "redis.up", "<", (Level(C, 1, 1),),
+             "Redis {target} is down", for_cycles=2),
+    RuleSpec("redis_memory_high", "redis.memory_percent", ">",
+             (Level(W, 90, 85), Level(C, 95, 92)),
+             "Redis {target} uses {value:.0f}% of maxmemory (threshold {threshold:g}%)"),
+    RuleSpec("redis_rejected_connections", "redis.rejected_connections_per_s", ">",
+             (Level(W, 0),), "Redis {target} rejects connections ({value:.2f}/s)"),
+    RuleSpec("redis_bgsave_failed", "redis.last_bgsave_ok", "<", (Level(C, 1, 1),),
+             "Redis {target}: the last background save failed"),
+    RuleSpec("redis_hit_ratio_low", "redis.keyspace_hit_ratio", "<", (Level(W, 0.6, 0.65),),
+             "Redis {target} keyspace hit ratio is {value:.0%} (threshold {threshold:.0%})",
+             for_seconds=600),
+    RuleSpec("redis_replica_link_down", "redis.master_link_up", "<", (Level(C, 1, 1),),
+             "Redis replica {target} lost its link to the master", for_seconds=60),
+    RuleSpec("redis_evictions", "redis.evicted_keys_per_s", ">", (Level(INFO, 0),),
+             "Redis {target} evicts keys ({value:.2f}/s)"),
+    # RabbitMQ
+    RuleSpec("rabbitmq_down", "rabbitmq.up", "<", (Level(C, 1, 1),),
+             "RabbitMQ {target} is down", for_cycles=2),
+    RuleSpec("rabbitmq_queue_without_consumers", "rabbitmq.messages_ready_without_consumers",
+             ">", (Level(W, 0),),
+             "RabbitMQ {target}: queue {queue} holds {value:.0f} messages and has no consumer",
+             for_seconds=300),
+    RuleSpec("rabbitmq_queue_deep", "rabbitmq.messages_ready", ">",
+             (Level(W, 10000, 8000), Level(C, 100000, 80000)),
+             "RabbitMQ {target}: queue {queue} holds {value:.0f} ready messages "
+             "(threshold {threshold:g})", for_seconds=300),
+    RuleSpec("rabbitmq_memory_alarm", "rabbitmq.mem_alarm", ">", (Level(C, 0),),
+             "RabbitMQ {target}: memory alarm on {node}: publishers are blocked"),
+    RuleSpec("rabbitmq_disk_alarm", "rabbitmq.disk_free_alarm", ">", (Level(C, 0),),
+             "RabbitMQ {target}: disk alarm on {node}: publishers are blocked"),
+    RuleSpec("rabbitmq_node_down", "rabbitmq.node_running", "<", (Level(C, 1, 1),),
+             "RabbitMQ {target}: node {node} is not running"),
+    RuleSpec("rabbitmq_fd_high", "rabbitmq.fd_used_percent", ">", (Level(W, 80, 75),),
+             "RabbitMQ {target}: node {node} uses {value:.0f}% of its file descriptors"),
+    # processes, ports, Nagios plugins, backups, application metrics
+    RuleSpec("process_down", "process.up", "<", (Level(C, 1, 1),),
+             "process {target} is not running"),
+    RuleSpec("tcp_down", "tcp.up", "<", (Level(C, 1, 1),),
+             "port {target} refuses connections", for_cycles=2),
+    RuleSpec("command_status", "command.status", ">", (Level(W, 0.5), Level(C, 1.5, 1.5)),
+             "{check} reports {value:.0f} (0 ok, 1 warning, 2 critical, 3 unknown)"),
+    RuleSpec("backup_missing", "file.up", "<", (Level(C, 1, 1),),
+             "no file matches {target}"),
+    RuleSpec("backup_stale", "file.newest_age_seconds", ">", (Level(C, 26 * 3600),),
+             "newest {target} file is {value:.0f}s old (threshold {threshold:g}s)"),
+    RuleSpec("app_error_ratio_high", "prometheus.error_ratio", ">", (Level(C, 0.05, 0.04),),
+             "{target} answers {value:.1%} of requests with 5xx (threshold {threshold:.0%})",
+             for_cycles=2),
+    RuleSpec("app_latency_high", "prometheus.p95_seconds", ">", (Level(W, 2, 1.5),),
+             "{target} p95 latency is {value:.2f}s (threshold {threshold:g}s)", for_cycles=3),
+    RuleSpec("app_metrics_down", "prometheus.up", "<", (Level(C, 1, 1),),
+             "{target} /metrics cannot be scraped", for_cycles=2),
 )
 # fmt: on
 
