@@ -307,6 +307,7 @@ class Settings:
 
     interval: float
     check_timeout: float
+    retry_interval: float
     checks: tuple[str, ...]
     state_path: Path
     api_listen: tuple[str, int]
@@ -332,6 +333,7 @@ class Settings:
         return cls(
             interval=interval,
             check_timeout=timeout,
+            retry_interval=env.duration(f"{PREFIX}RETRY_INTERVAL", min(5.0, interval), minimum=0.5),
             checks=env.names(f"{PREFIX}CHECKS", default_checks, allowed=available_checks),
             state_path=Path(env.string(f"{PREFIX}STATE_PATH", str(_default_state_path()))),
             api_listen=env.listen(f"{PREFIX}API_LISTEN", "127.0.0.1:9184"),

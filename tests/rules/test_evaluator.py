@@ -223,3 +223,16 @@ def test_lists_rule_names_and_descriptions() -> None:
     evaluator = RuleEvaluator([disk_rule(), down_rule()])
     assert evaluator.rule_names() == frozenset({"disk_full", "http_down"})
     assert [d["name"] for d in evaluator.describe()] == ["disk_full", "http_down"]
+
+
+def test_pending_is_true_only_while_a_series_of_that_check_debounces() -> None:
+    evaluator = RuleEvaluator([down_rule()])
+    up = Sample("http:api", "http.up", 1.0, AT, {"target": "api"})
+    down = Sample("http:api", "http.up", 0.0, AT, {"target": "api"})
+    evaluator.evaluate("http:api", [up])
+    assert not evaluator.pending("http:api")
+    evaluator.evaluate("http:api", [down])  # first failed run of two
+    assert evaluator.pending("http:api")
+    assert not evaluator.pending("http:web")
+    evaluator.evaluate("http:api", [down])  # fired: no longer pending
+    assert not evaluator.pending("http:api")

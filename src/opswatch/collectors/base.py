@@ -10,9 +10,9 @@ instead return its own ``<kind>.up = 0`` sample with labels, and never crash.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from opswatch.config import Env
 from opswatch.model import Clock, Labels, Sample
@@ -37,6 +37,23 @@ class Collector(Protocol):
     def describe(self) -> dict[str, str]:
         """Effective configuration for ``check-config`` and ``/status``: no secrets."""
         ...
+
+
+#: how an event-driven collector hands fresh samples to the daemon
+Emit = Callable[[list[Sample]], Awaitable[None]]
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A collector that can also report a change the moment it happens (a watched process's
+    exit), instead of at the next scheduled run. ``watch`` runs until cancelled."""
+
+    check: str
+
+    @property
+    def supports_watch(self) -> bool: ...
+
+    async def watch(self, emit: Emit) -> None: ...
 
 
 def up_sample(kind: str, check: str, up: bool, at: datetime, labels: Labels) -> Sample:

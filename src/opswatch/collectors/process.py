@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,7 +58,7 @@ from typing import ClassVar, Literal
 
 import psutil
 
-from opswatch.collectors.base import Collector, CollectorError, up_sample
+from opswatch.collectors.base import Collector, CollectorError, Emit, up_sample
 from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import Clock, Sample
 
@@ -69,7 +69,6 @@ TARGETS_VAR = f"{PREFIX}PROCESS_TARGETS"
 WATCH_POLL_INTERVAL = 1.0
 
 MatchKind = Literal["pidfile", "name", "cmdline"]
-Emit = Callable[[list[Sample]], Awaitable[None]]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")

@@ -25,7 +25,7 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors import COLLECTORS
-from opswatch.collectors.base import Collector, up_sample
+from opswatch.collectors.base import Collector, EventSource, up_sample
 from opswatch.config import PREFIX, ConfigError, Env, Settings
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
@@ -161,6 +161,8 @@ class App:
         self._serving = False
         self._crashed = False
         self._stop_requested = asyncio.Event()
+        self._runs: dict[str, int] = {}
+        self._ran = asyncio.Condition()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -199,8 +201,10 @@ class App:
         self._serving = True
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(self._heartbeat(), "heartbeat")
-        for check in self._collectors:
+        for check, collector in self._collectors.items():
             self.scheduler.add(check, self._job(check))
+            if isinstance(collector, EventSource) and collector.supports_watch:
+                self._spawn(collector.watch(self._emitter(check)), f"watch:{check}")
         self.scheduler.start()
         log.info(
             "daemon_started",
@@ -266,6 +270,12 @@ class App:
         self._crashed = True
         self._stop_requested.set()
 
+    def _emitter(self, check: str) -> Any:
+        async def emit(samples: list[Sample]) -> None:
+            await self.process(check, samples, None, 0.0, trigger="event")
+
+        return emit
+
     def _job(self, check: str) -> Any:
         async def job() -> None:
             await self.run_check(check)
@@ -308,9 +318,21 @@ class App:
                 self._running_checks.discard(task)
 
     async def process(
-        self, check: str, samples: list[Sample], error: str | None, duration_s: float
+        self,
+        check: str,
+        samples: list[Sample],
+        error: str | None,
+        duration_s: float,
+        *,
+        trigger: str = "schedule",
     ) -> list[Transition]:
-        """Everything after collection: also the entry point for event-driven samples."""
+        """Everything after collection: also the entry point for event-driven samples.
+
+        When the check's target is down and a rule is still debouncing, the check runs again
+        after ``OPSWATCH_RETRY_INTERVAL`` instead of a full interval (Icinga's retry
+        interval), so an outage is confirmed in seconds. Only ``up = 0`` triggers it: a rule
+        whose ``for`` is a duration (CPU for 10 min) keeps its meaning.
+        """
         now = self._clock()
         evaluation: Evaluation = self.evaluator.evaluate(check, samples)
         transitions = self.tracker.update(evaluation, now)
@@ -324,7 +346,14 @@ class App:
             transitions=len(transitions),
             error=error,
             duration_ms=round(duration_s * 1000, 2),
+            trigger=trigger,
         )
+        async with self._ran:
+            self._runs[check] = self._runs.get(check, 0) + 1
+            self._ran.notify_all()
+        down = any(s.metric.endswith(".up") and s.value == 0 for s in samples)
+        if down and self.evaluator.pending(check):
+            self.scheduler.run_soon(check, self.settings.retry_interval)
         self._maybe_ready()
         return transitions
 
@@ -356,6 +385,12 @@ class App:
             )
         if outbox:
             self.outbox.wake()
+
+    async def wait_for_runs(self, check: str, count: int = 1) -> None:
+        """Until ``check`` has been processed ``count`` times in all (for tests and tools;
+        bound it with ``asyncio.timeout``)."""
+        async with self._ran:
+            await self._ran.wait_for(lambda: self._runs.get(check, 0) >= count)
 
     # -- health and systemd ---------------------------------------------------------------
 

@@ -46,6 +46,16 @@ class RuleEvaluator:
         """Every rule as plain data, in evaluation order (for the API and check-config)."""
         return [rule.describe() for rule in self._rules]
 
+    def pending(self, check: str) -> bool:
+        """Whether a series of ``check`` is breaching but not yet active (debouncing): the
+        daemon then re-runs the check sooner to confirm or clear it."""
+        return any(
+            state.pending > 0 and not state.active
+            for (_, series_check), series in self._series.items()
+            if series_check == check
+            for state, _ in series.values()
+        )
+
     def seed(self, alerts: Iterable[Alert]) -> None:
         """Mark the series of still-firing stored alerts active at their severity, so that a
         condition that persists across a restart keeps its alert without a new debounce."""
