@@ -41,6 +41,8 @@ class ApiSource(Protocol):
 
     async def alert_history(self, limit: int) -> list[Transition]: ...
 
+    async def outbox_counts(self) -> Mapping[str, int]: ...
+
 
 SOURCE: web.AppKey[ApiSource] = web.AppKey("source")
 
@@ -81,7 +83,9 @@ async def status(request: web.Request) -> web.Response:
         for name, check in sorted(source.check_statuses().items())
     }
     alerts = source.active_alerts()
-    return web.json_response({"checks": checks, "active_alerts": len(alerts)})
+    counts = await source.outbox_counts()
+    outbox = {state: counts.get(state, 0) for state in ("pending", "failed")}
+    return web.json_response({"checks": checks, "active_alerts": len(alerts), "outbox": outbox})
 
 
 async def alerts(request: web.Request) -> web.Response:

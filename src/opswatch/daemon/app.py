@@ -23,6 +23,7 @@ import structlog
 from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
+from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
 from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector, EventSource, up_sample
@@ -148,8 +149,10 @@ class App:
             clock,
         )
         self.scheduler = Scheduler(config.settings.interval, clock)
+        self._check_stats = CheckStats()
+        self.metrics = MetricsExporter(self)
         host, port = config.settings.api_listen
-        self.api = ApiServer(self, host, port)
+        self.api = ApiServer(self, host, port, self.metrics)
         self._systemd = systemd or SystemdNotifier(None)
         self._collectors = {c.check: c for c in config.collectors}
         self._statuses: dict[str, CheckStatus] = {}
@@ -337,6 +340,8 @@ class App:
         evaluation: Evaluation = self.evaluator.evaluate(check, samples)
         transitions = self.tracker.update(evaluation, now)
         self._statuses[check] = CheckStatus(check, now, duration_s, error, tuple(samples))
+        scheduled = duration_s if trigger == "schedule" else None
+        self._check_stats.observe(check, scheduled, error is not None)
         await self._record(check, transitions, self.tracker.take_changed(), now)
         log.info(
             "collect_finished",
@@ -434,3 +439,15 @@ class App:
 
     async def alert_history(self, limit: int) -> list[Transition]:
         return await self.store.history(limit)
+
+    async def outbox_counts(self) -> Mapping[str, int]:
+        return await self.store.outbox_counts()
+
+    def check_stats(self) -> Mapping[str, CheckCounters]:
+        return self._check_stats.snapshot()
+
+    def notify_channels(self) -> Sequence[str]:
+        return [n.channel for n in self.config.notifiers]
+
+    def failing_channels(self) -> frozenset[str]:
+        return self.outbox.failing_channels()

@@ -1,0 +1,208 @@
+"""``GET /metrics``: scraped from a running daemon and read back with Prometheus' own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample as PromSample
+
+from opswatch.api.metrics import (
+    CONTENT_TYPE,
+    MetricsExporter,
+    label_name,
+    recovery_families,
+    sample_families,
+)
+from opswatch.api.routes import CheckStatus
+from opswatch.collectors.base import Collector
+from opswatch.config import Env
+from opswatch.daemon.app import App, load_config
+from opswatch.model import Clock, Sample
+from tests.peers import Receiver
+
+WAIT_S = 10.0
+
+
+def parse(text: str) -> dict[str, list[PromSample]]:
+    """Family name -> its samples, through prometheus_client's parser (which rejects
+    malformed exposition text)."""
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def value(families: dict[str, list[PromSample]], sample: str, **labels: str) -> float:
+    family = sample.removesuffix("_total").removesuffix("_bucket").removesuffix("_count")
+    family = family.removesuffix("_sum")
+    matches = [
+        s.value
+        for s in families[family]
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(matches) == 1, (sample, labels, families[family])
+    return matches[0]
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Receiver]:
+    service = Receiver()
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def test_a_scrape_of_the_running_daemon_reports_its_health_checks_and_samples(
+    target: Receiver, tmp_path: Path
+) -> None:
+    config = load_config(
+        {
+            "OPSWATCH_CHECKS": "host,http",
+            "OPSWATCH_HTTP_TARGETS": f"api={target.url}/health",
+            "OPSWATCH_WEBHOOK_URL": f"{target.url}/hook",
+            "OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"),
+            "OPSWATCH_API_LISTEN": "127.0.0.1:0",
+        }
+    )
+    app = App(config)
+    await app.start()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await app.wait_for_runs("host")
+            await app.wait_for_runs("http:api")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{app.api.port}/metrics") as response,
+        ):
+            assert response.status == 200
+            assert response.headers["Content-Type"] == CONTENT_TYPE
+            assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")
+            families = parse(await response.text())
+    finally:
+        await app.stop()
+
+    assert value(families, "opswatch_daemon_healthy") == 1
+    assert value(families, "opswatch_check_runs_total", check="http:api") == 1
+    assert value(families, "opswatch_check_errors_total", check="http:api") == 0
+    assert value(families, "opswatch_check_duration_seconds_count", check="host") == 1
+    assert value(families, "opswatch_check_duration_seconds_bucket", check="host", le="+Inf") == 1
+    assert value(families, "opswatch_check_up", check="http:api") == 1
+    assert value(families, "opswatch_http_up", check="http:api", target="api") == 1
+    assert 0 <= value(families, "opswatch_host_cpu_percent", check="host") <= 100
+    assert value(families, "opswatch_alerts", state="firing", severity="critical") == 0
+    assert value(families, "opswatch_outbox_messages", state="pending") == 0
+    (channel,) = families["opswatch_notify_channel_failing"]
+    assert channel.labels["channel"].startswith("webhook")
+    assert channel.value == 0
+    assert value(families, "process_resident_memory_bytes") > 0
+    # every label set of the host's disks is a valid, distinct series
+    disks = families["opswatch_host_disk_used_percent"]
+    assert len({tuple(sorted(s.labels.items())) for s in disks}) == len(disks) >= 1
+
+
+class Broken:
+    """A collector whose library raised."""
+
+    name: ClassVar[str] = "broken"
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    @classmethod
+    def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
+        return []
+
+    async def collect(self) -> list[Sample]:
+        raise RuntimeError("socket exploded")
+
+    async def close(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, str]:
+        return {}
+
+
+async def test_a_failing_check_counts_errors_and_its_alert_shows_by_state_and_severity(
+    tmp_path: Path,
+) -> None:
+    base = load_config({"OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3")})
+    # a tcp check whose code raised: the daemon turns it into tcp.up = 0, and tcp_down fires
+    app = App(dataclasses.replace(base, collectors=(Broken("tcp:db"),)))
+    await app.open()
+    try:
+        for _ in range(3):
+            await app.run_check("tcp:db")
+        families = parse((await app.metrics.render()).decode())
+    finally:
+        await app.stop()
+    assert value(families, "opswatch_check_runs_total", check="tcp:db") == 3
+    assert value(families, "opswatch_check_errors_total", check="tcp:db") == 3
+    assert value(families, "opswatch_check_up", check="tcp:db") == 0
+    assert value(families, "opswatch_tcp_up", check="tcp:db", target="db") == 0
+    assert value(families, "opswatch_alerts", state="firing", severity="critical") == 1
+    assert value(families, "opswatch_alerts", state="firing", severity="warning") == 0
+
+
+def test_label_names_are_sanitised_and_never_collide() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    labels = {
+        "check": "mine",
+        "__name__": "x",
+        "1st": "a",
+        "queue-name": "b",
+        "queue.name": "c",
+        "vhost": "/",
+    }
+    samples = (
+        Sample("rabbitmq:main", "rabbitmq.queue-depth", 1.0, at, labels),
+        Sample("rabbitmq:main", "rabbitmq.queue-depth", 2.0, at, labels),  # same series: last wins
+    )
+    status = CheckStatus("rabbitmq:main", at, 0.01, None, samples)
+    registry = CollectorRegistry()
+    registry.register(_Static(sample_families([status])))
+    registry_text = generate_latest(registry).decode()
+    (sample,) = parse(registry_text)["opswatch_rabbitmq_queue_depth"]
+    assert sample.value == 2.0
+    assert sample.labels == {
+        "check": "rabbitmq:main",
+        "exported_check": "mine",
+        "label__name__": "x",
+        "_1st": "a",
+        "queue_name": "b",
+        "queue_name_2": "c",
+        "vhost": "/",
+    }
+    assert label_name("ok_name") == "ok_name"
+
+
+class _Static:
+    """A custom collector that yields fixed families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+async def test_an_optional_family_source_adds_recovery_outcomes(tmp_path: Path) -> None:
+    app = App(load_config({"OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3")}))
+    await app.open()
+    try:
+        exporter = MetricsExporter(app, process=False)
+        exporter.add(
+            lambda: recovery_families({("systemd", "recovered"): 2, ("files", "failed"): 1})
+        )
+        families = parse((await exporter.render()).decode())
+    finally:
+        await app.stop()
+    assert value(families, "opswatch_recovery_total", action="systemd", outcome="recovered") == 2
+    assert value(families, "opswatch_recovery_total", action="files", outcome="failed") == 1
+    assert "process_resident_memory_bytes" not in families
