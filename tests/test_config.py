@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from opswatch.config import ConfigError, Env, Secret, mask_url
+from opswatch.config import ConfigError, Env, Secret, mask_url, target_variable
 from opswatch.daemon.app import load_config
 from opswatch.daemon.cli import main
 
@@ -125,3 +125,51 @@ def test_check_config_prints_effective_configuration_without_secrets(
     assert effective["checks"] == ["host", "http"]
     assert "http:api" in effective["collectors"]
     assert effective["unknown_variables"] == ["OPSWATCH_INTERVALL"]
+
+
+def test_specs_split_at_newlines_and_at_commas_that_start_a_name() -> None:
+    env = Env({"V": "a=cmdline:x,y{1,2}\nB-2 = name:z, c=w"})
+    assert env.specs("V") == (("a", "cmdline:x,y{1,2}"), ("b-2", "name:z"), ("c", "w"))
+    assert Env({}).specs("V") == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("a=x,a=y", "listed twice"),
+        ("my-app=x,my_app=y", "collide"),
+        ("a=x\n9lives=y", "expected name=SPEC items"),
+        ("a=", "expected name=SPEC items"),
+        ("no-name", "expected name=SPEC items"),
+    ],
+)
+def test_specs_refuse_malformed_or_ambiguous_names(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        Env({"V": value}).specs("V")
+    assert info.value.variable == "V"
+
+
+def test_secret_specs_come_from_a_file_and_errors_show_only_the_name(tmp_path: Path) -> None:
+    secret_file = tmp_path / "targets"
+    secret_file.write_text("db=check_pg --password hunter2\n")
+    assert Env({"V_FILE": str(secret_file)}).specs("V", secret=True) == (
+        ("db", "check_pg --password hunter2"),
+    )
+    with pytest.raises(ConfigError) as info:
+        Env({"V": "db=x\nbad name=--password hunter2"}).specs("V", what="COMMAND", secret=True)
+    assert "hunter2" not in str(info.value)
+    assert "name=COMMAND" in str(info.value)
+
+
+def test_targets_share_the_splitter_and_refuse_colliding_names() -> None:
+    env = Env({"V": "a=http://h/x?q=1,2\nb=https://h/"})
+    assert [(t.name, t.url.reveal()) for t in env.targets("V")] == [
+        ("a", "http://h/x?q=1,2"),
+        ("b", "https://h/"),
+    ]
+    with pytest.raises(ConfigError, match="collide"):
+        Env({"V": "my-api=http://h/,my_api=http://h/"}).targets("V")
+
+
+def test_target_variable_upper_cases_the_target_and_dashes_become_underscores() -> None:
+    assert target_variable("tcp", "my-db", "TIMEOUT") == "OPSWATCH_TCP_MY_DB_TIMEOUT"

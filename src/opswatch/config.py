@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +21,9 @@ PREFIX = "OPSWATCH_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: Between ``name=spec`` items: a newline, or a comma followed by ``name=`` (so a spec may hold
+#: other commas).
+_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -236,29 +239,34 @@ class Env:
     def targets(
         self, name: str, *, schemes: tuple[str, ...] = ("http", "https")
     ) -> tuple[Target, ...]:
-        """A comma-separated ``name=URL`` list; names unique; URLs masked in outputs."""
+        """A ``name=URL`` list split as :meth:`specs` does; URLs masked in outputs."""
         secret = self.secret(name)
         if secret is None:
             return ()
-        targets: list[Target] = []
-        for item in secret.reveal().split(","):
-            if not item.strip():
-                continue
-            target_name, sep, url = item.strip().partition("=")
-            target_name = target_name.strip().lower()
-            if not sep or not _NAME.match(target_name):
-                raise ConfigError(
-                    name, f"expected name=URL items, got {mask_url(item, hide_path=False)!r}"
-                )
-            if any(t.name == target_name for t in targets):
-                raise ConfigError(name, f"target name {target_name!r} is listed twice")
-            targets.append(
-                Target(
-                    target_name,
-                    _url_secret(name, url.strip(), hide_path=False, schemes=schemes),
-                )
-            )
-        return tuple(targets)
+        return tuple(
+            Target(target, _url_secret(name, url, hide_path=False, schemes=schemes))
+            for target, url in _named_items(name, secret.reveal(), "URL", _shown_masked_url)
+        )
+
+    def specs(
+        self, name: str, *, what: str = "SPEC", secret: bool = False
+    ) -> tuple[tuple[str, str], ...]:
+        """A ``name=SPEC`` list -> ``((name, spec), ...)`` in the order given.
+
+        Items are separated by a newline or by a comma followed by ``name=``, so a spec may
+        hold other commas. Names are lower-cased, match ``[a-z][a-z0-9_-]*``, and are unique
+        also as per-target variables (``a-b`` and ``a_b`` are refused as a pair, see
+        :func:`target_variable`). ``what`` names the spec in errors. With ``secret`` the value
+        may come from ``NAME_FILE`` and an error shows only a malformed item's name.
+        """
+        if secret:
+            hidden = self.secret(name)
+            value = None if hidden is None else hidden.reveal()
+        else:
+            value = self.raw(name)
+        if value is None:
+            return ()
+        return _named_items(name, value, what, _shown_name if secret else _shown_item)
 
     def listen(self, name: str, default: str) -> tuple[str, int]:
         """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
@@ -278,6 +286,56 @@ class Env:
             and key not in self.read
             and not any(key.startswith(p) for p in known_prefixes)
         )
+
+
+def target_variable(kind: str, target: str, option: str) -> str:
+    """``OPSWATCH_<KIND>_<TARGET>_<OPTION>``, the target upper-cased with ``-`` as ``_``
+    (``http``, ``my-api``, ``TIMEOUT`` -> ``OPSWATCH_HTTP_MY_API_TIMEOUT``)."""
+    return f"{PREFIX}{kind.upper()}_{_variable_part(target)}_{option}"
+
+
+def _variable_part(target: str) -> str:
+    return target.upper().replace("-", "_")
+
+
+def _named_items(
+    variable: str, value: str, what: str, shown: Callable[[str, str], str]
+) -> tuple[tuple[str, str], ...]:
+    """The one ``name=spec`` splitter behind :meth:`Env.specs` and :meth:`Env.targets`;
+    ``shown(name, item)`` renders a malformed item for the error."""
+    items: dict[str, str] = {}
+    by_part: dict[str, str] = {}
+    for item in _ITEM_SPLIT.split(value):
+        if not item.strip():
+            continue
+        name, sep, spec = item.strip().partition("=")
+        name = name.strip().lower()
+        if not sep or not _NAME.match(name) or not spec.strip():
+            raise ConfigError(variable, f"expected name={what} items, got {shown(name, item)}")
+        if name in items:
+            raise ConfigError(variable, f"target name {name!r} is listed twice")
+        other = by_part.setdefault(_variable_part(name), name)
+        if other != name:
+            raise ConfigError(
+                variable,
+                f"target names {other!r} and {name!r} collide: both are "
+                f"{_variable_part(name)} in per-target variable names",
+            )
+        items[name] = spec.strip()
+    return tuple(items.items())
+
+
+def _shown_item(_name: str, item: str) -> str:
+    return repr(item.strip())
+
+
+def _shown_name(name: str, _item: str) -> str:
+    """Only the name part: the rest of the item may hold a password."""
+    return f"{name[:40]!r}=..."
+
+
+def _shown_masked_url(_name: str, item: str) -> str:
+    return repr(mask_url(item, hide_path=False))
 
 
 def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:

@@ -14,13 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from opswatch.collectors.base import Collector
-from opswatch.collectors.postgres import (
-    Counters,
-    PostgresCollector,
-    PostgresStats,
-    build_samples,
-    counter_deltas,
-)
+from opswatch.collectors.postgres import PostgresCollector, PostgresStats, build_samples
 from opswatch.config import ConfigError, Env
 from opswatch.model import Sample
 from tests.conftest import ManualClock, free_port
@@ -175,12 +169,6 @@ def test_no_hit_ratio_when_no_block_was_touched() -> None:
     )
     assert values(samples, "postgres.cache_hit_ratio") == []
     assert value(samples, "postgres.deadlocks_per_s") == 0.0
-
-
-def test_counter_deltas_need_the_clock_to_move_forward() -> None:
-    current = Counters(T0, {"x": 5.0})
-    assert counter_deltas(Counters(T0, {"x": 1.0}), current) == (0.0, {})
-    assert counter_deltas(None, current) == (0.0, {})
 
 
 def test_replication_lag_only_on_a_server_in_recovery() -> None:

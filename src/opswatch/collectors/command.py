@@ -44,7 +44,7 @@ from typing import ClassVar
 import structlog
 
 from opswatch.collectors.base import Collector, up_sample
-from opswatch.config import PREFIX, ConfigError, Env
+from opswatch.config import PREFIX, ConfigError, Env, target_variable
 from opswatch.model import Clock, Sample
 
 _log = structlog.get_logger(__name__)
@@ -58,9 +58,6 @@ MAX_OUTPUT_CHARS = 64 * 1024
 REAP_TIMEOUT = 5.0
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
 
 # One perfdata item, or (second alternative) any other token, which is skipped.
 _PERF = re.compile(
@@ -143,27 +140,6 @@ def plugin_status(returncode: int) -> int:
     return returncode if returncode in (OK, WARNING, CRITICAL, UNKNOWN) else UNKNOWN
 
 
-def _named_specs(variable: str, value: str, what: str) -> list[tuple[str, str]]:
-    """``name=spec,name=spec`` -> ``[(name, spec), ...]``; names unique and lower-case."""
-    items: list[tuple[str, str]] = []
-    for item in _ITEM_SPLIT.split(value):
-        if not item.strip():
-            continue
-        name, sep, spec = item.strip().partition("=")
-        name = name.strip().lower()
-        if not sep or not _NAME.match(name) or not spec.strip():
-            # The item may hold a password: show only its name part.
-            raise ConfigError(variable, f"expected name={what} items, got {name[:40]!r}=...")
-        if any(existing == name for existing, _ in items):
-            raise ConfigError(variable, f"target name {name!r} is listed twice")
-        items.append((name, spec.strip()))
-    return items
-
-
-def option_var(target: str, option: str) -> str:
-    return f"{PREFIX}COMMAND_{target.upper().replace('-', '_')}_{option}"
-
-
 @dataclass(frozen=True, slots=True)
 class CommandTarget:
     name: str
@@ -193,18 +169,17 @@ class CommandCollector:
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
-        secret = env.secret(TARGETS_VAR)
-        if secret is None:
-            return []
         collectors: list[Collector] = []
-        for name, command in _named_specs(TARGETS_VAR, secret.reveal(), "COMMAND"):
+        for name, command in env.specs(TARGETS_VAR, what="COMMAND", secret=True):
             try:
                 argv = tuple(shlex.split(command))
             except ValueError as exc:  # unbalanced quotes; the message holds no argument
                 raise ConfigError(TARGETS_VAR, f"target {name!r}: {exc}") from None
             if not argv or not argv[0]:
                 raise ConfigError(TARGETS_VAR, f"target {name!r}: empty command")
-            timeout = env.duration(option_var(name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001)
+            timeout = env.duration(
+                target_variable(KIND, name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001
+            )
             collectors.append(cls(CommandTarget(name, argv, timeout), clock))
         return collectors
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
-import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,25 +40,6 @@ from opswatch.model import Clock, Sample
 
 KIND = "file"
 TARGETS_VAR = f"{PREFIX}FILE_TARGETS"
-
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
-
-
-def _named_specs(variable: str, value: str, what: str) -> list[tuple[str, str]]:
-    """``name=spec,name=spec`` -> ``[(name, spec), ...]``; names unique and lower-case."""
-    items: list[tuple[str, str]] = []
-    for item in _ITEM_SPLIT.split(value):
-        if not item.strip():
-            continue
-        name, sep, spec = item.strip().partition("=")
-        name = name.strip().lower()
-        if not sep or not _NAME.match(name) or not spec.strip():
-            raise ConfigError(variable, f"expected name={what} items, got {item.strip()!r}")
-        if any(existing == name for existing, _ in items):
-            raise ConfigError(variable, f"target name {name!r} is listed twice")
-        items.append((name, spec.strip()))
-    return items
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +86,8 @@ class FileCollector:
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
-        value = env.raw(TARGETS_VAR)
-        if value is None:
-            return []
         collectors: list[Collector] = []
-        for name, pattern in _named_specs(TARGETS_VAR, value, "GLOB"):
+        for name, pattern in env.specs(TARGETS_VAR, what="GLOB"):
             if not os.path.isabs(pattern):
                 raise ConfigError(
                     TARGETS_VAR, f"target {name!r}: expected an absolute pattern, got {pattern!r}"

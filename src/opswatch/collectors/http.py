@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import structlog
 
-from opswatch.config import PREFIX, ConfigError, Env, Target
+from opswatch.config import PREFIX, ConfigError, Env, Target, target_variable
 from opswatch.model import Clock, Sample
 
 from .base import up_sample
@@ -79,11 +79,6 @@ def parse_status_list(name: str, value: str) -> frozenset[int]:
     return frozenset(codes)
 
 
-def target_prefix(target_name: str) -> str:
-    """``OPSWATCH_HTTP_<TARGET>_`` for a target name (``my-api`` -> ``OPSWATCH_HTTP_MY_API_``)."""
-    return f"{ENV_PREFIX}{target_name.upper().replace('-', '_')}_"
-
-
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     target: Target
@@ -98,15 +93,17 @@ class HttpSettings:
     def from_env(
         cls, env: Env, target: Target, *, timeout: float, expect_status: str
     ) -> HttpSettings:
-        prefix = target_prefix(target.name)
-        status_text = env.string(f"{prefix}EXPECT_STATUS", expect_status)
+        def variable(option: str) -> str:
+            return target_variable(KIND, target.name, option)
+
+        status_text = env.string(variable("EXPECT_STATUS"), expect_status)
         return cls(
             target=target,
-            timeout=env.duration(f"{prefix}TIMEOUT", timeout, minimum=0.001),
-            expect_status=parse_status_list(f"{prefix}EXPECT_STATUS", status_text),
+            timeout=env.duration(variable("TIMEOUT"), timeout, minimum=0.001),
+            expect_status=parse_status_list(variable("EXPECT_STATUS"), status_text),
             expect_status_text=status_text,
-            body_contains=env.raw(f"{prefix}BODY_CONTAINS"),
-            tls_verify=env.boolean(f"{prefix}TLS_VERIFY", True),
+            body_contains=env.raw(variable("BODY_CONTAINS")),
+            tls_verify=env.boolean(variable("TLS_VERIFY"), True),
         )
 
 
@@ -244,15 +241,6 @@ class HttpCollector:
         targets = env.targets(TARGETS)
         if not targets:
             raise ConfigError(TARGETS, "set at least one name=URL target to enable http checks")
-        prefixes: dict[str, str] = {}
-        for target in targets:
-            other = prefixes.setdefault(target_prefix(target.name), target.name)
-            if other != target.name:
-                raise ConfigError(
-                    TARGETS,
-                    f"target names {other!r} and {target.name!r} share the variable prefix "
-                    f"{target_prefix(target.name)}",
-                )
         timeout = env.duration(f"{ENV_PREFIX}TIMEOUT", DEFAULT_TIMEOUT, minimum=0.001)
         expect = env.string(f"{ENV_PREFIX}EXPECT_STATUS", DEFAULT_EXPECT_STATUS)
         parse_status_list(f"{ENV_PREFIX}EXPECT_STATUS", expect)  # blame the global variable

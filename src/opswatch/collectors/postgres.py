@@ -23,16 +23,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import structlog
-
-from opswatch.collectors.base import CollectorError, up_sample
-from opswatch.config import PREFIX, ConfigError, Env, Target
+from opswatch.collectors.base import (
+    CollectorError,
+    Counters,
+    OutageLog,
+    counter_deltas,
+    describe_service,
+    service_targets,
+    up_sample,
+)
+from opswatch.config import Env, Target
 from opswatch.model import Clock, Sample
 
 if TYPE_CHECKING:
     import asyncpg
-
-log = structlog.get_logger(__name__)
 
 #: ``application_name`` of opswatch's sessions, excluded from query and transaction ages
 APPLICATION_NAME = "opswatch"
@@ -78,32 +82,6 @@ SELECT
     (SELECT bytes FROM sizes) AS database_bytes
 FROM activity
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Cumulative counters read at one instant of the injected clock."""
-
-    at: datetime
-    values: Mapping[str, float]
-
-
-def counter_deltas(previous: Counters | None, current: Counters) -> tuple[float, dict[str, float]]:
-    """Elapsed seconds and the increase of each counter since ``previous``.
-
-    Nothing on the first run or when the clock did not move forward; a counter that went
-    down (a stats reset or restart) is left out for this run.
-    """
-    if previous is None:
-        return 0.0, {}
-    elapsed = (current.at - previous.at).total_seconds()
-    if elapsed <= 0:
-        return elapsed, {}
-    return elapsed, {
-        key: value - previous.values[key]
-        for key, value in current.values.items()
-        if key in previous.values and value >= previous.values[key]
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +173,13 @@ def build_samples(
         sample("waiting_locks", stats.waiting_locks),
         sample("xid_age", stats.xid_age),
     ]
-    elapsed, deltas = counter_deltas(previous, stats.counters(at))
-    if "deadlocks" in deltas:
-        samples.append(sample("deadlocks_per_s", deltas["deadlocks"] / elapsed))
-    if "blocks_hit" in deltas and "blocks_read" in deltas:
-        touched = deltas["blocks_hit"] + deltas["blocks_read"]
-        if touched > 0:
-            samples.append(sample("cache_hit_ratio", deltas["blocks_hit"] / touched))
+    deltas = counter_deltas(previous, stats.counters(at))
+    deadlocks_per_s = deltas.rate("deadlocks")
+    if deadlocks_per_s is not None:
+        samples.append(sample("deadlocks_per_s", deadlocks_per_s))
+    hit_ratio = deltas.ratio("blocks_hit", "blocks_read")
+    if hit_ratio is not None:
+        samples.append(sample("cache_hit_ratio", hit_ratio))
     samples.extend(
         sample("database_size_bytes", size, {"database": name})
         for name, size in sorted(stats.database_sizes.items())
@@ -216,15 +194,6 @@ async def _no_reset(_connection: object) -> None:
     round trip (an open transaction is still rolled back by asyncpg itself)."""
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
-    """What may be logged about a failure: the class and a code, never the message."""
-    fields = {"error": type(exc).__name__}
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "errno", None)
-    if code is not None:
-        fields["code"] = str(code)
-    return fields
-
-
 class PostgresCollector:
     name: ClassVar[str] = "postgres"
 
@@ -235,24 +204,17 @@ class PostgresCollector:
         self._clock = clock
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._previous: Counters | None = None
-        self._down = False
+        self._outage = OutageLog(self.check)
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[PostgresCollector]:
-        variable = f"{PREFIX}POSTGRES_TARGETS"
-        targets = env.targets(variable, schemes=("postgresql", "postgres"))
-        if not targets:
-            raise ConfigError(variable, "set at least one name=postgresql://... target")
-        timeout = env.duration(f"{PREFIX}POSTGRES_TIMEOUT", 5.0, minimum=0.1)
+        targets, timeout = service_targets(
+            env, cls.name, schemes=("postgresql", "postgres"), example="postgresql://..."
+        )
         return [cls(target, timeout=timeout, clock=clock) for target in targets]
 
     def describe(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "target": self.target.name,
-            "url": str(self.target.url),
-            "timeout": f"{self._timeout:g}s",
-        }
+        return describe_service(self.check, self.target, self._timeout)
 
     async def collect(self) -> list[Sample]:
         import asyncpg  # noqa: PLC0415 - heavy; only when this collector runs
@@ -262,13 +224,9 @@ class PostgresCollector:
             async with asyncio.timeout(self._timeout):
                 ping_seconds, stats = await self._measure()
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if not self._down:
-                log.warning("collector_target_down", check=self.check, **_error_fields(exc))
-            self._down = True
+            self._outage.failed(exc)
             return [up_sample(self.name, self.check, False, at, {"target": self.target.name})]
-        if self._down:
-            log.info("collector_target_up", check=self.check)
-            self._down = False
+        self._outage.succeeded()
         samples = build_samples(
             self.check,
             self.target.name,

@@ -59,7 +59,7 @@ from typing import ClassVar, Literal
 import psutil
 
 from opswatch.collectors.base import Collector, CollectorError, Emit, up_sample
-from opswatch.config import PREFIX, ConfigError, Env
+from opswatch.config import PREFIX, ConfigError, Env, target_variable
 from opswatch.model import Clock, Sample
 
 KIND = "process"
@@ -69,25 +69,6 @@ TARGETS_VAR = f"{PREFIX}PROCESS_TARGETS"
 WATCH_POLL_INTERVAL = 1.0
 
 MatchKind = Literal["pidfile", "name", "cmdline"]
-
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
-
-
-def _named_specs(variable: str, value: str, what: str) -> list[tuple[str, str]]:
-    """``name=spec,name=spec`` -> ``[(name, spec), ...]``; names unique and lower-case."""
-    items: list[tuple[str, str]] = []
-    for item in _ITEM_SPLIT.split(value):
-        if not item.strip():
-            continue
-        name, sep, spec = item.strip().partition("=")
-        name = name.strip().lower()
-        if not sep or not _NAME.match(name) or not spec.strip():
-            raise ConfigError(variable, f"expected name={what} items, got {item.strip()!r}")
-        if any(existing == name for existing, _ in items):
-            raise ConfigError(variable, f"target name {name!r} is listed twice")
-        items.append((name, spec.strip()))
-    return items
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,15 +249,10 @@ class ProcessCollector:
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
-        value = env.raw(TARGETS_VAR)
-        if value is None:
-            return []
         collectors: list[Collector] = []
-        for name, spec in _named_specs(TARGETS_VAR, value, "MATCH"):
+        for name, spec in env.specs(TARGETS_VAR, what="MATCH"):
             matcher = Matcher.parse(TARGETS_VAR, spec)
-            children = env.boolean(
-                f"{PREFIX}PROCESS_{name.upper().replace('-', '_')}_CHILDREN", False
-            )
+            children = env.boolean(target_variable(KIND, name, "CHILDREN"), False)
             collectors.append(cls(name, matcher, clock, children=children))
         return collectors
 

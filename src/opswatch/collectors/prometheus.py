@@ -58,7 +58,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from opswatch.collectors.base import Collector, up_sample
-from opswatch.config import PREFIX, ConfigError, Env, Secret
+from opswatch.config import PREFIX, ConfigError, Env, Secret, target_variable
 from opswatch.model import Clock, Sample
 
 _log = structlog.get_logger(__name__)
@@ -191,10 +191,6 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
 # --- configuration ---------------------------------------------------------------------------
 
 
-def option_var(target: str, option: str) -> str:
-    return f"{PREFIX}PROMETHEUS_{target.upper().replace('-', '_')}_{option}"
-
-
 def _metric_name(env: Env, variable: str) -> str | None:
     value = env.raw(variable)
     if value is not None and not _METRIC_NAME.match(value):
@@ -236,14 +232,17 @@ class PrometheusTarget:
 
     @classmethod
     def from_env(cls, env: Env, name: str, url: Secret) -> PrometheusTarget:
+        def variable(option: str) -> str:
+            return target_variable(KIND, name, option)
+
         return cls(
             name=name,
             url=url,
-            error_counter=_metric_name(env, option_var(name, "ERROR_COUNTER")),
-            error_label=_label_name(env, option_var(name, "ERROR_LABEL"), "status"),
-            latency_histogram=_metric_name(env, option_var(name, "LATENCY_HISTOGRAM")),
-            rates=_metric_names(env, option_var(name, "RATES")),
-            timeout=env.duration(option_var(name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001),
+            error_counter=_metric_name(env, variable("ERROR_COUNTER")),
+            error_label=_label_name(env, variable("ERROR_LABEL"), "status"),
+            latency_histogram=_metric_name(env, variable("LATENCY_HISTOGRAM")),
+            rates=_metric_names(env, variable("RATES")),
+            timeout=env.duration(variable("TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001),
         )
 
     def sample_names(self) -> dict[str, tuple[str, ...]]:

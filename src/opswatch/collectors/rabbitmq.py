@@ -28,16 +28,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import structlog
-
-from opswatch.collectors.base import up_sample
+from opswatch.collectors.base import OutageLog, describe_service, service_targets, up_sample
 from opswatch.config import PREFIX, ConfigError, Env, Target
 from opswatch.model import Clock, Sample
 
 if TYPE_CHECKING:
     import aiohttp
-
-log = structlog.get_logger(__name__)
 
 QUEUE_COLUMNS = (
     "name",
@@ -209,15 +205,6 @@ def basic_auth(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
-    """What may be logged about a failure: the class and the HTTP status or errno."""
-    fields = {"error": type(exc).__name__}
-    code = getattr(exc, "status", None) or getattr(exc, "errno", None)
-    if code is not None:
-        fields["code"] = str(code)
-    return fields
-
-
 class RabbitmqCollector:
     name: ClassVar[str] = "rabbitmq"
 
@@ -236,15 +223,13 @@ class RabbitmqCollector:
         self._include = include
         self._base, self._user, self._password = split_credentials(target.url.reveal())
         self._session: aiohttp.ClientSession | None = None
-        self._down = False
+        self._outage = OutageLog(self.check)
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[RabbitmqCollector]:
-        variable = f"{PREFIX}RABBITMQ_TARGETS"
-        targets = env.targets(variable, schemes=("http", "https"))
-        if not targets:
-            raise ConfigError(variable, "set at least one name=http://user:pass@host:15672 target")
-        timeout = env.duration(f"{PREFIX}RABBITMQ_TIMEOUT", 5.0, minimum=0.1)
+        targets, timeout = service_targets(
+            env, cls.name, schemes=("http", "https"), example="http://user:pass@host:15672"
+        )
         include_variable = f"{PREFIX}RABBITMQ_QUEUES_INCLUDE"
         pattern = env.raw(include_variable)
         try:
@@ -254,12 +239,7 @@ class RabbitmqCollector:
         return [cls(target, timeout=timeout, clock=clock, include=include) for target in targets]
 
     def describe(self) -> dict[str, str]:
-        described = {
-            "check": self.check,
-            "target": self.target.name,
-            "url": str(self.target.url),
-            "timeout": f"{self._timeout:g}s",
-        }
+        described = describe_service(self.check, self.target, self._timeout)
         if self._include is not None:
             described["queues_include"] = self._include.pattern
         return described
@@ -280,13 +260,9 @@ class RabbitmqCollector:
                 if isinstance(result, BaseException):
                     raise result
         except (OSError, TimeoutError, ValueError, aiohttp.ClientError) as exc:
-            if not self._down:
-                log.warning("collector_target_down", check=self.check, **_error_fields(exc))
-            self._down = True
+            self._outage.failed(exc)
             return [up_sample(self.name, self.check, False, at, {"target": self.target.name})]
-        if self._down:
-            log.info("collector_target_up", check=self.check)
-            self._down = False
+        self._outage.succeeded()
         return build_samples(
             self.check,
             self.target.name,

@@ -18,47 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import structlog
-
-from opswatch.collectors.base import up_sample
-from opswatch.config import PREFIX, ConfigError, Env, Target
+from opswatch.collectors.base import (
+    Counters,
+    OutageLog,
+    counter_deltas,
+    describe_service,
+    service_targets,
+    up_sample,
+)
+from opswatch.config import Env, Target
 from opswatch.model import Clock, Sample
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Cumulative counters read at one instant of the injected clock."""
-
-    at: datetime
-    values: Mapping[str, float]
-
-
-def counter_deltas(previous: Counters | None, current: Counters) -> tuple[float, dict[str, float]]:
-    """Elapsed seconds and the increase of each counter since ``previous``.
-
-    Nothing on the first run or when the clock did not move forward; a counter that went
-    down (a restart or ``CONFIG RESETSTAT``) is left out for this run.
-    """
-    if previous is None:
-        return 0.0, {}
-    elapsed = (current.at - previous.at).total_seconds()
-    if elapsed <= 0:
-        return elapsed, {}
-    return elapsed, {
-        key: value - previous.values[key]
-        for key, value in current.values.items()
-        if key in previous.values and value >= previous.values[key]
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +134,10 @@ def build_samples(
     add("connected_clients", info.connected_clients)
     add("blocked_clients", info.blocked_clients)
     add("ops_per_s", info.ops_per_sec)
-    elapsed, deltas = counter_deltas(previous, info.counters(at))
-    for counter, metric in (
-        ("rejected_connections", "rejected_connections_per_s"),
-        ("evicted_keys", "evicted_keys_per_s"),
-    ):
-        if counter in deltas:
-            add(metric, deltas[counter] / elapsed)
-    if "keyspace_hits" in deltas and "keyspace_misses" in deltas:
-        lookups = deltas["keyspace_hits"] + deltas["keyspace_misses"]
-        if lookups > 0:
-            add("keyspace_hit_ratio", deltas["keyspace_hits"] / lookups)
+    deltas = counter_deltas(previous, info.counters(at))
+    add("rejected_connections_per_s", deltas.rate("rejected_connections"))
+    add("evicted_keys_per_s", deltas.rate("evicted_keys"))
+    add("keyspace_hit_ratio", deltas.ratio("keyspace_hits", "keyspace_misses"))
     if info.last_bgsave_ok is not None:
         add("last_bgsave_ok", 1.0 if info.last_bgsave_ok else 0.0)
     if info.last_save_time is not None:
@@ -183,15 +153,6 @@ def _raw_reply(response: Any, **_options: Any) -> Any:
     return response
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
-    """What may be logged about a failure: the class and an errno, never the message."""
-    fields = {"error": type(exc).__name__}
-    errno = getattr(exc, "errno", None)
-    if errno is not None:
-        fields["code"] = str(errno)
-    return fields
-
-
 class RedisCollector:
     name: ClassVar[str] = "redis"
 
@@ -202,24 +163,17 @@ class RedisCollector:
         self._clock = clock
         self._client: Redis | None = None
         self._previous: Counters | None = None
-        self._down = False
+        self._outage = OutageLog(self.check)
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[RedisCollector]:
-        variable = f"{PREFIX}REDIS_TARGETS"
-        targets = env.targets(variable, schemes=("redis", "rediss"))
-        if not targets:
-            raise ConfigError(variable, "set at least one name=redis://... target")
-        timeout = env.duration(f"{PREFIX}REDIS_TIMEOUT", 5.0, minimum=0.1)
+        targets, timeout = service_targets(
+            env, cls.name, schemes=("redis", "rediss"), example="redis://..."
+        )
         return [cls(target, timeout=timeout, clock=clock) for target in targets]
 
     def describe(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "target": self.target.name,
-            "url": str(self.target.url),
-            "timeout": f"{self._timeout:g}s",
-        }
+        return describe_service(self.check, self.target, self._timeout)
 
     async def collect(self) -> list[Sample]:
         from redis.exceptions import RedisError  # noqa: PLC0415 - heavy; only when running
@@ -233,13 +187,9 @@ class RedisCollector:
                 ping_seconds = time.perf_counter() - started
                 raw: object = await client.execute_command("INFO")  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError, RedisError) as exc:
-            if not self._down:
-                log.warning("collector_target_down", check=self.check, **_error_fields(exc))
-            self._down = True
+            self._outage.failed(exc)
             return [up_sample(self.name, self.check, False, at, {"target": self.target.name})]
-        if self._down:
-            log.info("collector_target_up", check=self.check)
-            self._down = False
+        self._outage.succeeded()
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         info = RedisInfo.parse(text)
         samples = build_samples(

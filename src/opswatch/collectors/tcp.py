@@ -22,39 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from opswatch.collectors.base import Collector, up_sample
-from opswatch.config import PREFIX, ConfigError, Env
+from opswatch.config import PREFIX, ConfigError, Env, target_variable
 from opswatch.model import Clock, Sample
 
 KIND = "tcp"
 TARGETS_VAR = f"{PREFIX}TCP_TARGETS"
 DEFAULT_TIMEOUT = 5.0
-
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-# A comma followed by ``name=`` (or a newline) starts the next item.
-_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
-
-
-def _named_specs(variable: str, value: str, what: str) -> list[tuple[str, str]]:
-    """``name=spec,name=spec`` -> ``[(name, spec), ...]``; names unique and lower-case."""
-    items: list[tuple[str, str]] = []
-    for item in _ITEM_SPLIT.split(value):
-        if not item.strip():
-            continue
-        name, sep, spec = item.strip().partition("=")
-        name = name.strip().lower()
-        if not sep or not _NAME.match(name) or not spec.strip():
-            raise ConfigError(variable, f"expected name={what} items, got {item.strip()!r}")
-        if any(existing == name for existing, _ in items):
-            raise ConfigError(variable, f"target name {name!r} is listed twice")
-        items.append((name, spec.strip()))
-    return items
 
 
 def parse_host_port(variable: str, spec: str) -> tuple[str, int]:
@@ -69,10 +48,6 @@ def parse_host_port(variable: str, spec: str) -> tuple[str, int]:
             variable, f"expected HOST:PORT such as 127.0.0.1:5432 or [::1]:5432, got {spec!r}"
         )
     return host, int(port_text)
-
-
-def option_var(target: str, option: str) -> str:
-    return f"{PREFIX}TCP_{target.upper().replace('-', '_')}_{option}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +70,12 @@ class TcpCollector:
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
-        value = env.raw(TARGETS_VAR)
-        if value is None:
-            return []
         collectors: list[Collector] = []
-        for name, spec in _named_specs(TARGETS_VAR, value, "HOST:PORT"):
+        for name, spec in env.specs(TARGETS_VAR, what="HOST:PORT"):
             host, port = parse_host_port(TARGETS_VAR, spec)
-            timeout = env.duration(option_var(name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001)
+            timeout = env.duration(
+                target_variable(KIND, name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001
+            )
             collectors.append(cls(TcpTarget(name, host, port, timeout), clock))
         return collectors
 
