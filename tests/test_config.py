@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from opswatch.collectors import COLLECTORS
 from opswatch.config import ConfigError, Env, Secret, mask_url, target_variable
 from opswatch.daemon.app import load_config
 from opswatch.daemon.cli import main
@@ -31,6 +32,23 @@ BAD_VALUES = [
     ("OPSWATCH_HTTP_TARGETS", "api=http://a,api=http://b"),
     ("OPSWATCH_RULE_CPU_HIGH_WARNING", "eighty"),
     ("OPSWATCH_RULE_DISK_FULL_FOR", "soon"),
+    ("OPSWATCH_RULE_CPU_HIGH_WARNING_CLEAR", "99"),
+    ("OPSWATCH_RETRY_INTERVAL", "0.1s"),
+    ("OPSWATCH_HOST_TCP_STATES_INTERVAL", "sometimes"),
+    ("OPSWATCH_HTTP_TIMEOUT", "fast"),
+    ("OPSWATCH_HTTP_EXPECT_STATUS", "ok"),
+    ("OPSWATCH_POSTGRES_TARGETS", "main=mysql://db/x"),
+    ("OPSWATCH_POSTGRES_TIMEOUT", "-5"),
+    ("OPSWATCH_REDIS_TARGETS", "cache=http://127.0.0.1:6379"),
+    ("OPSWATCH_RABBITMQ_TARGETS", "mq=amqp://guest:guest@127.0.0.1:5672"),
+    ("OPSWATCH_RABBITMQ_QUEUES_INCLUDE", "(["),
+    ("OPSWATCH_TCP_TARGETS", "db=127.0.0.1"),
+    ("OPSWATCH_PROCESS_TARGETS", "web=guess:nginx"),
+    ("OPSWATCH_COMMAND_TARGETS", "x=relative/path"),
+    ("OPSWATCH_FILE_TARGETS", "backups=relative/*.dump"),
+    ("OPSWATCH_PROMETHEUS_TARGETS", "api=ftp://app/metrics"),
+    ("OPSWATCH_WEBHOOK_TIMEOUT", "never"),
+    ("OPSWATCH_REPEAT_WARNING", "often"),
 ]
 
 
@@ -39,8 +57,15 @@ def test_malformed_variable_exits_2_with_one_line_naming_it(
     variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(variable, value)
-    if variable.startswith("OPSWATCH_HTTP"):
-        monkeypatch.setenv("OPSWATCH_CHECKS", "host,http")
+    kind = variable.removeprefix("OPSWATCH_").split("_")[0].lower()
+    if kind in COLLECTORS and kind != "host" and not variable.endswith("_TARGETS"):
+        # options are read only for an enabled collector: give it a valid target
+        valid = {
+            "http": "api=http://127.0.0.1:1/",
+            "postgres": "main=postgresql://h/db",
+            "rabbitmq": "mq=http://h:15672",
+        }
+        monkeypatch.setenv(f"OPSWATCH_{kind.upper()}_TARGETS", valid[kind])
     assert main(["check-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

@@ -300,8 +300,8 @@ def test_builds_targets_with_commas_and_quotes_in_arguments(clock: ManualClock) 
     env = Env(
         {
             "OPSWATCH_COMMAND_TARGETS": (
-                "load=/usr/lib/nagios/plugins/check_load -w 15,10,5 -c 30,25,20,"
-                "web-site=/usr/lib/nagios/plugins/check_http -H example.com -s 'Welcome home'"
+                "load=/bin/echo -w 15,10,5 -c 30,25,20,"
+                "web-site=/bin/true -H example.com -s 'Welcome home'"
             ),
             "OPSWATCH_COMMAND_WEB_SITE_TIMEOUT": "3s",
         }
@@ -316,7 +316,7 @@ def test_builds_targets_with_commas_and_quotes_in_arguments(clock: ManualClock) 
     assert load.target.argv[1:] == ("-w", "15,10,5", "-c", "30,25,20")
     assert web.target.argv[-2:] == ("-s", "Welcome home")
     assert web.describe() == {
-        "program": "/usr/lib/nagios/plugins/check_http",
+        "program": "/bin/true",
         "arguments": "4",
         "timeout": "3s",
     }
@@ -325,7 +325,7 @@ def test_builds_targets_with_commas_and_quotes_in_arguments(clock: ManualClock) 
 
 def test_reads_targets_from_a_file_one_per_line(tmp_path: Path, clock: ManualClock) -> None:
     targets = tmp_path / "commands"
-    targets.write_text("db=/usr/bin/check_pgsql -p s3cret\nmail=/usr/bin/check_smtp\n")
+    targets.write_text("db=/bin/true -p s3cret\nmail=/bin/false\n")
 
     collectors = CommandCollector.from_env(
         Env({"OPSWATCH_COMMAND_TARGETS_FILE": str(targets)}), clock
@@ -333,6 +333,14 @@ def test_reads_targets_from_a_file_one_per_line(tmp_path: Path, clock: ManualClo
 
     assert [c.check for c in collectors] == ["command:db", "command:mail"]
     assert "s3cret" not in repr([c.describe() for c in collectors])
+
+
+def test_rejects_a_program_that_does_not_exist(clock: ManualClock) -> None:
+    env = Env({"OPSWATCH_COMMAND_TARGETS": "x=/usr/lib/nagios/plugins/check_nothing -w 1"})
+    with pytest.raises(ConfigError) as excinfo:
+        CommandCollector.from_env(env, clock)
+    assert excinfo.value.variable == "OPSWATCH_COMMAND_TARGETS"
+    assert "not an executable" in str(excinfo.value)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,6 +178,11 @@ class CommandCollector:
                 raise ConfigError(TARGETS_VAR, f"target {name!r}: {exc}") from None
             if not argv or not argv[0]:
                 raise ConfigError(TARGETS_VAR, f"target {name!r}: empty command")
+            if shutil.which(argv[0]) is None:  # a typo fails start-up, not every cycle
+                raise ConfigError(
+                    TARGETS_VAR,
+                    f"target {name!r}: {argv[0]!r} is not an executable file or on PATH",
+                )
             timeout = env.duration(
                 target_variable(KIND, name, "TIMEOUT"), DEFAULT_TIMEOUT, minimum=0.001
             )
