@@ -348,6 +348,21 @@ class IdleSignallingStore:
     async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None:
         await self.store.outbox_failed(item_id, at, error)
 
+    async def outbox_divert(
+        self, item_id: int, copies: Sequence[tuple[str, Notification]], at: datetime, error: str
+    ) -> None:
+        await self.store.outbox_divert(item_id, copies, at, error)
+
+    async def outbox_merge(
+        self,
+        item_ids: Sequence[int],
+        channel: str,
+        notification: Notification,
+        created_at: datetime,
+        at: datetime,
+    ) -> int | None:
+        return await self.store.outbox_merge(item_ids, channel, notification, created_at, at)
+
 
 async def test_run_delivers_a_row_shortly_after_wake(
     store: SQLiteStore, clock: ManualClock, receiver: Receiver, webhook: WebhookNotifier

@@ -17,7 +17,8 @@ from opswatch.model import Notification, Severity, TransitionKind
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.render import render
-from opswatch.notifiers.webhook import WebhookNotifier, parse_retry_after, payload
+from opswatch.notifiers.http import parse_retry_after
+from opswatch.notifiers.webhook import WebhookNotifier, payload
 from tests.notifiers.conftest import T0, transition
 from tests.peers import Receiver, Reply
 

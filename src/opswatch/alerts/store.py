@@ -247,6 +247,102 @@ class SQLiteStore:
 
         return await self._call(read)
 
+    # -- notification routing, fallback and grouping (see notifiers/outbox.py, routing.py) --
+
+    async def outbox_channels(
+        self, fingerprints: Sequence[str], since: datetime
+    ) -> dict[str, frozenset[str]]:
+        """The channels of every outbox row (any state) queued since ``since`` that carries a
+        transition of each fingerprint: where those alerts were notified."""
+        if not fingerprints:
+            return {}
+
+        def read(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
+            marks = ",".join("?" * len(fingerprints))
+            rows = db.execute(
+                "SELECT DISTINCT json_extract(t.value, '$.alert.fingerprint') AS fp, o.channel "
+                "FROM outbox AS o, json_each(o.data, '$.transitions') AS t "
+                f"WHERE o.created_at >= ? AND fp IN ({marks})",
+                (since.isoformat(), *fingerprints),
+            ).fetchall()
+            found: dict[str, set[str]] = {}
+            for fp, channel in rows:
+                found.setdefault(str(fp), set()).add(str(channel))
+            return {fp: frozenset(channels) for fp, channels in found.items()}
+
+        return await self._call(read)
+
+    async def outbox_divert(
+        self,
+        item_id: int,
+        copies: Sequence[tuple[str, Notification]],
+        at: datetime,
+        error: str,
+    ) -> None:
+        """In one transaction: queue ``copies`` (fallback channel, notification; a channel
+        that already has the key keeps its row) and end row ``item_id`` as ``diverted``."""
+
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox "
+                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            channel,
+                            n.idempotency_key,
+                            json.dumps(notification_to_json(n)),
+                            at.isoformat(),
+                            at.timestamp(),
+                        )
+                        for channel, n in copies
+                    ],
+                )
+                db.execute(
+                    "UPDATE outbox SET state = 'diverted', finished_at = ?, last_error = ?, "
+                    "attempts = attempts + 1 WHERE id = ?",
+                    (at.isoformat(), error, item_id),
+                )
+
+        await self._call(write)
+
+    async def outbox_merge(
+        self,
+        item_ids: Sequence[int],
+        channel: str,
+        notification: Notification,
+        created_at: datetime,
+        at: datetime,
+    ) -> int | None:
+        """In one transaction: queue ``notification`` for ``channel`` (dated ``created_at``)
+        and end rows ``item_ids`` as ``merged``. Returns the new row's id, or ``None`` when
+        the channel already had this very message (it is then not queued again)."""
+
+        def write(db: sqlite3.Connection) -> int | None:
+            with _transaction(db):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO outbox "
+                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        channel,
+                        notification.idempotency_key,
+                        json.dumps(notification_to_json(notification)),
+                        created_at.isoformat(),
+                        at.timestamp(),
+                    ),
+                )
+                new_id = cursor.lastrowid if cursor.rowcount == 1 else None
+                db.executemany(
+                    "UPDATE outbox SET state = 'merged', finished_at = ?, last_error = ? "
+                    "WHERE id = ? AND state = 'pending'",
+                    [(at.isoformat(), f"merged into row {new_id}", i) for i in item_ids],
+                )
+            return new_id
+
+        return await self._call(write)
+
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:

@@ -13,7 +13,17 @@ This module delivers them:
   they were written: when a row is postponed, the channel's later rows wait behind it, and
   when a later row is due, the channel's older pending rows are sent first (so a new alert
   probes a channel that was down at once, rather than after its backoff), except when the
-  receiver asked for a pause with ``Retry-After``: then the channel rests until then.
+  receiver asked for a pause with ``Retry-After``: then the channel rests until then;
+* fallback (``DeliveryOptions.fallback``): a row that fails permanently, or whose channel has
+  been failing for ``fallback_after`` seconds, is diverted: in one transaction a copy marked
+  as a fallback is queued for the fallback channel (once: the copy keeps the idempotency key,
+  and a channel's rows are unique by key) and the row ends as ``diverted``;
+* grouping (``DeliveryOptions.group_wait`` > 0): a channel's fresh rows (never attempted) are
+  held until the oldest of them is ``group_wait`` old, then replaced, in one transaction, by
+  one merged row (the others end as ``merged``) which is delivered like any row. Holding is
+  a postponement in the store, so a restart neither loses nor re-sends a group;
+* every outcome is reported to a :class:`~opswatch.notifiers.health.ChannelHealth`, which
+  the daemon turns into the ``notifications_failing`` meta-alert.
 """
 
 from __future__ import annotations
@@ -37,8 +47,16 @@ from tenacity import (
 )
 from tenacity.wait import WaitBaseT, wait_base
 
-from opswatch.model import Clock, OutboxItem, utcnow
+from opswatch.model import Clock, Notification, OutboxItem, utcnow
 from opswatch.notifiers.base import Notifier, NotifyError
+from opswatch.notifiers.health import ChannelHealth
+from opswatch.notifiers.render import (
+    RenderOptions,
+    as_fallback,
+    format_duration,
+    is_fallback,
+    merge,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +82,35 @@ class OutboxStore(Protocol):
     ) -> None: ...
 
     async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None: ...
+
+    async def outbox_divert(
+        self,
+        item_id: int,
+        copies: Sequence[tuple[str, Notification]],
+        at: datetime,
+        error: str,
+    ) -> None: ...
+
+    async def outbox_merge(
+        self,
+        item_ids: Sequence[int],
+        channel: str,
+        notification: Notification,
+        created_at: datetime,
+        at: datetime,
+    ) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """What the outbox does beyond retrying: fallback, grouping, wording of merged rows,
+    and the health board it reports to (see the module docstring)."""
+
+    fallback: frozenset[str] = frozenset()
+    fallback_after: float = 900.0
+    group_wait: float = 0.0
+    render: RenderOptions = field(default_factory=RenderOptions)
+    health: ChannelHealth = field(default_factory=ChannelHealth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +184,17 @@ class Outbox:
         clock: Clock = utcnow,
         *,
         sleep: Sleep = asyncio.sleep,
+        options: DeliveryOptions | None = None,
     ) -> None:
         self._store = store
         self._notifiers = dict(notifiers)
         self._policy = policy or RetryPolicy()
         self._clock = clock
         self._sleep = sleep
+        self._options = options or DeliveryOptions()
+        self.health = self._options.health
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
-        self._failing: set[str] = set()
         #: channels whose peer asked us to wait (Retry-After): no probing before then
         self._resting_until: dict[str, datetime] = {}
         self._stopping = False
@@ -156,8 +205,9 @@ class Outbox:
         self._wake.set()
 
     def failing_channels(self) -> frozenset[str]:
-        """Channels whose last delivery attempt failed (since this process started)."""
-        return frozenset(self._failing)
+        """Channels whose last delivery attempt failed (or, after a restart, that still have
+        rows an earlier process could not deliver)."""
+        return self.health.failing()
 
     async def run(self) -> None:
         """Deliver what is due, then sleep until woken or the next row is due; until cancelled
@@ -190,6 +240,9 @@ class Outbox:
             due_channels = {item.channel for item in due}
             pending = await self._store.outbox_due(_ALL_PENDING, self._policy.batch)
             rows: dict[int, OutboxItem] = {item.id: item for item in (*pending, *due)}
+            for item in rows.values():
+                if item.attempts > 0:  # left failing by this or an earlier process
+                    self.health.failing_before(item.channel, item.created_at)
             by_channel: dict[str, list[OutboxItem]] = {}
             for item_id in sorted(rows):
                 item = rows[item_id]
@@ -249,6 +302,8 @@ class Outbox:
                 )
             return 0
         self._resting_until.pop(channel, None)
+        if notifier is not None and self._options.group_wait > 0:
+            items = await self._group(channel, items)
         finished = 0
         for index, item in enumerate(items):
             if notifier is None:
@@ -275,6 +330,39 @@ class Outbox:
             break
         return finished
 
+    async def _group(self, channel: str, items: Sequence[OutboxItem]) -> list[OutboxItem]:
+        """Hold the channel's fresh rows until the oldest is ``group_wait`` old, then merge
+        them into one row. Returns the rows to deliver now, in order."""
+        fresh = [i for i in items if i.attempts == 0 and not is_fallback(i.notification)]
+        rest = [i for i in items if i not in fresh]
+        if not fresh:
+            return rest
+        oldest = min(i.created_at for i in fresh)
+        release = oldest + timedelta(seconds=self._options.group_wait)
+        now = self._clock()
+        if release > now:
+            for item in fresh:
+                await self._store.outbox_postpone(
+                    item.id, 0, release, f"held for grouping until {release.isoformat()}"
+                )
+            return rest
+        if len(fresh) == 1:
+            return [*rest, *fresh]
+        merged = merge([i.notification for i in fresh], self._options.render)
+        ids = [i.id for i in fresh]
+        new_id = await self._store.outbox_merge(ids, channel, merged, oldest, now)
+        log.info(
+            "notifications_grouped",
+            channel=channel,
+            rows=ids,
+            row=new_id,
+            key=merged.idempotency_key,
+            alerts=len(merged.transitions),
+        )
+        if new_id is None:  # the very same message was queued before
+            return rest
+        return [*rest, OutboxItem(new_id, channel, merged, 0, oldest)]
+
     async def _deliver_row(self, notifier: Notifier, item: OutboxItem) -> datetime | None:
         """One pass for one row. Returns when the row is due again if it was postponed."""
         policy = self._policy
@@ -296,12 +384,12 @@ class Outbox:
                     attempts = attempt.retry_state.attempt_number
                     await notifier.send(item.notification)
         except NotifyError as error:
-            self._failing.add(channel)
+            self.health.failed(channel, self._clock())
             return await self._after_failure(item, error, attempts)
         except Exception as error:  # a notifier bug must not stop the outbox
             # A plugin let a library error through: treat it as transient (the row is kept),
             # log its type with the traceback, and keep delivering other rows and channels.
-            self._failing.add(channel)
+            self.health.failed(channel, self._clock())
             log.error(
                 "notifier_crashed",
                 channel=channel,
@@ -312,7 +400,7 @@ class Outbox:
             )
             crash = NotifyError(f"{channel}: unexpected {type(error).__name__}", permanent=False)
             return await self._after_failure(item, crash, attempts)
-        self._failing.discard(channel)
+        self.health.delivered(channel)
         await self._store.outbox_delivered(item.id, self._clock())
         log.info(
             "notification_delivered",
@@ -329,6 +417,29 @@ class Outbox:
     ) -> datetime | None:
         now = self._clock()
         key = item.notification.idempotency_key
+        fallback = self._fallback_for(item, error, now)
+        if fallback:
+            reason = (
+                "permanent error"
+                if error.permanent
+                else "failing for " + format_duration(self._failing_for(item, now))
+            )
+            copy = as_fallback(item.notification, item.channel, f"{reason}: {error}")
+            await self._store.outbox_divert(
+                item.id, [(c, copy) for c in fallback], now, f"diverted to fallback: {error}"
+            )
+            log.error(
+                "notification_diverted",
+                channel=item.channel,
+                fallback=list(fallback),
+                key=key,
+                row=item.id,
+                attempts=attempts,
+                permanent=error.permanent,
+                error=str(error),
+            )
+            self.wake()
+            return None
         if error.permanent:
             await self._store.outbox_failed(item.id, now, str(error))
             log.error(
@@ -359,6 +470,24 @@ class Outbox:
             error=str(error),
         )
         return next_attempt_at
+
+    def _fallback_for(self, item: OutboxItem, error: NotifyError, now: datetime) -> list[str]:
+        """The fallback channels ``item`` goes to now, or none (not due, none configured, or
+        ``item`` is itself a fallback copy)."""
+        targets = sorted(self._options.fallback - {item.channel})
+        if not targets or is_fallback(item.notification):
+            return []
+        if error.permanent or self._failing_for(item, now) >= self._options.fallback_after:
+            return targets
+        return []
+
+    def _failing_for(self, item: OutboxItem, now: datetime) -> float:
+        """Seconds the row's channel has been failing: since its first failure in a row, or
+        since the row was queued if the row failed before (an earlier process's failures)."""
+        since = [self.health.failing_since(item.channel) or now]
+        if item.attempts > 0:
+            since.append(item.created_at)
+        return (now - min(since)).total_seconds()
 
 
 def _log_retry(channel: str, key: str) -> Callable[[RetryCallState], None]:

@@ -1,34 +1,171 @@
-"""Wording of notifications: the one place a group of transitions becomes a title and a text.
+"""Wording of notifications: the one place a group of transitions becomes words.
 
-Pure: the same transitions and ``now`` always give the same :class:`Notification`. Every
-notifier sends ``title``/``text`` as they are (or, like the webhook, a structured body built
-from ``Notification.transitions``), so the wording is decided once, here.
+Pure: the same transitions, ``now`` and options always give the same :class:`Notification`.
+Plain-text channels send ``title``/``text`` as they are; structured channels (Slack blocks,
+the HTML part of a mail) lay out the :class:`AlertView` of each transition (:func:`views`),
+and the webhook builds its JSON from ``Notification.transitions``. So the wording (what
+happened, for how long, the value, the runbook link) is decided once, here.
+
+Times are UTC ISO 8601 (``2026-01-01T12:00:00Z``) beside a relative form (``for 12 min``);
+``now`` is the moment the group was rendered (the cycle's time), so a notification that is
+retried an hour later still says what was true when it happened.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
 
+from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import AlertState, Notification, Severity, Transition, TransitionKind
 
 _MAX_RULES_IN_TITLE = 3
+RUNBOOK_VAR = f"{PREFIX}RUNBOOK_URL"
+FALLBACK_MARK = "[fallback] "
 
 
-def render(transitions: Sequence[Transition], now: datetime) -> Notification:
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """What the wording needs beyond the transitions: the runbook URL template
+    (``OPSWATCH_RUNBOOK_URL``, e.g. ``https://wiki.example/runbooks/{rule}``)."""
+
+    runbook_template: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Env) -> RenderOptions:
+        template = env.raw(RUNBOOK_VAR)
+        if template is None:
+            return cls()
+        try:
+            example = template.format(rule="cpu_high")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                RUNBOOK_VAR, f"expected a URL template with only {{rule}} in it, got {template!r}"
+            ) from None
+        parts = urlsplit(example)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(RUNBOOK_VAR, f"expected an http(s) URL template, got {template!r}")
+        return cls(template)
+
+    def runbook(self, rule: str) -> str | None:
+        if self.runbook_template is None:
+            return None
+        return self.runbook_template.format(rule=quote(rule, safe=""))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """One transition worded for people: every field is display-ready text."""
+
+    resolved: bool
+    severity: Severity
+    kind: TransitionKind
+    rule: str
+    check: str
+    summary: str
+    #: ``firing for 12 min``, ``resolved at ... after 2 h``, ``still firing, for 1 d now``
+    happened: str
+    #: ``value`` or ``value at resolution``
+    value_label: str
+    value: str
+    labels: tuple[tuple[str, str], ...]
+    started: str
+    #: how long it has been firing (until resolution for a resolved one): ``12 min``
+    duration: str
+    runbook: str | None
+    acked_by: str | None
+    fingerprint: str
+
+
+def render(
+    transitions: Sequence[Transition],
+    now: datetime,
+    options: RenderOptions | None = None,
+) -> Notification:
     """One notification for a group of transitions (usually one collector run's)."""
     if not transitions:
         raise ValueError("render() needs at least one transition")
-    ordered = sorted(transitions, key=lambda t: (is_resolved(t), -t.alert.severity.rank))
+    options = options or RenderOptions()
     return Notification(
         transitions=tuple(transitions),
         title=_title(transitions),
-        text="\n\n".join(_describe(t, now) for t in ordered),
+        text="\n\n".join(_describe(v) for v in views(transitions, now, options)),
         severity=max((t.alert.severity for t in transitions), key=lambda s: s.rank),
         idempotency_key=idempotency_key(transitions),
     )
+
+
+def views(
+    transitions: Iterable[Transition], now: datetime, options: RenderOptions | None = None
+) -> list[AlertView]:
+    """The transitions worded, firing ones first, the most severe first."""
+    options = options or RenderOptions()
+    ordered = sorted(transitions, key=lambda t: (is_resolved(t), -t.alert.severity.rank))
+    return [view(t, now, options) for t in ordered]
+
+
+def view(transition: Transition, now: datetime, options: RenderOptions | None = None) -> AlertView:
+    alert = transition.alert
+    resolved = is_resolved(transition)
+    ended = (alert.resolved_at or transition.at) if resolved else now
+    return AlertView(
+        resolved=resolved,
+        severity=alert.severity,
+        kind=transition.kind,
+        rule=alert.rule,
+        check=alert.check,
+        summary=alert.summary,
+        happened=_what_happened(transition, now),
+        value_label="value at resolution" if resolved else "value",
+        value=format_value(alert.value),
+        labels=tuple((k, alert.labels[k]) for k in sorted(alert.labels)),
+        started=utc_iso(alert.started_at),
+        duration=format_duration((ended - alert.started_at).total_seconds()),
+        runbook=(options or RenderOptions()).runbook(alert.rule),
+        acked_by=alert.acked_by,
+        fingerprint=alert.fingerprint,
+    )
+
+
+def rendered_at(notification: Notification) -> datetime:
+    """The moment a stored notification describes: its latest transition's time (every
+    transition of one cycle carries the cycle's time)."""
+    return max(t.at for t in notification.transitions)
+
+
+def merge(
+    notifications: Sequence[Notification], options: RenderOptions | None = None
+) -> Notification:
+    """One notification for several (``OPSWATCH_GROUP_WAIT``): the latest transition of each
+    alert, worded as of the latest of them."""
+    latest: dict[str, Transition] = {}
+    for transition in sorted((t for n in notifications for t in n.transitions), key=lambda t: t.at):
+        latest[transition.alert.fingerprint] = transition
+    if not latest:
+        raise ValueError("merge() needs at least one notification")
+    group = list(latest.values())
+    return render(group, max(t.at for t in group), options)
+
+
+def as_fallback(notification: Notification, failed_channel: str, reason: str) -> Notification:
+    """The notification marked as sent to the fallback channel because ``failed_channel``
+    failed. The idempotency key stays: a fallback channel that already has the message
+    (same key) does not get it twice."""
+    note = f"Sent to the fallback channel: delivery to {failed_channel} failed ({reason})."
+    return dataclasses.replace(
+        notification,
+        title=FALLBACK_MARK + notification.title,
+        text=f"{note}\n\n{notification.text}",
+    )
+
+
+def is_fallback(notification: Notification) -> bool:
+    return notification.title.startswith(FALLBACK_MARK)
 
 
 def idempotency_key(transitions: Sequence[Transition]) -> str:
@@ -87,19 +224,19 @@ def _title(transitions: Sequence[Transition]) -> str:
     return f"{status} {subject}"
 
 
-def _describe(transition: Transition, now: datetime) -> str:
-    alert = transition.alert
-    header = f"{alert.severity.value.upper()} {alert.rule} on {alert.check}: {alert.summary}"
-    lines = [header, f"  {_what_happened(transition, now)}"]
-    label = "value at resolution" if is_resolved(transition) else "value"
-    lines.append(f"  {label}: {format_value(alert.value)}")
-    if alert.labels:
-        lines.append(
-            "  labels: " + ", ".join(f"{k}={alert.labels[k]}" for k in sorted(alert.labels))
-        )
-    lines.append(f"  started: {utc_iso(alert.started_at)}")
-    if alert.acked_by:
-        lines.append(f"  acknowledged by: {alert.acked_by}")
+def _describe(v: AlertView) -> str:
+    lines = [
+        f"{v.severity.value.upper()} {v.rule} on {v.check}: {v.summary}",
+        f"  {v.happened}",
+        f"  {v.value_label}: {v.value}",
+    ]
+    if v.labels:
+        lines.append("  labels: " + ", ".join(f"{k}={value}" for k, value in v.labels))
+    lines.append(f"  started: {v.started}")
+    if v.acked_by:
+        lines.append(f"  acknowledged by: {v.acked_by}")
+    if v.runbook:
+        lines.append(f"  runbook: {v.runbook}")
     return "\n".join(lines)
 
 

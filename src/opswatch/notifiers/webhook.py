@@ -5,71 +5,122 @@ secret (such endpoints carry their token in the path), so only its masked form a
 it (the channel) ever appear in logs, errors and ``check-config``. The receiver gets an
 ``Idempotency-Key`` header: the outbox may deliver a notification twice after a crash or a
 timeout that hid a success, never zero times.
+
+With ``OPSWATCH_WEBHOOK_SECRET`` every request is signed: ``X-Opswatch-Signature:
+sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes under the secret, beside
+``X-Opswatch-Timestamp`` (Unix seconds at sending). ``OPSWATCH_WEBHOOK_HEADERS`` adds headers
+(``Authorization: Bearer x; X-Team: ops``); their values are secrets like the URL. Both apply
+to every configured URL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import json
+import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from opswatch import __version__
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.model import Notification, Transition
 from opswatch.notifiers.base import NotifyError
-from opswatch.notifiers.render import format_value, is_resolved
+from opswatch.notifiers.http import (
+    SNIPPET_CHARS,
+    Session,
+    describe_client_error,
+    now_utc,
+    parse_retry_after,
+    read_text,
+)
+from opswatch.notifiers.render import RenderOptions, format_value, is_resolved
 
 URL_VAR = "OPSWATCH_WEBHOOK_URL"
 TIMEOUT_VAR = "OPSWATCH_WEBHOOK_TIMEOUT"
-USER_AGENT = f"opswatch/{__version__}"
+SECRET_VAR = "OPSWATCH_WEBHOOK_SECRET"
+HEADERS_VAR = "OPSWATCH_WEBHOOK_HEADERS"
+SIGNATURE_HEADER = "X-Opswatch-Signature"
+TIMESTAMP_HEADER = "X-Opswatch-Timestamp"
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_RESERVED_HEADERS = {"content-type", "content-length", "host", "idempotency-key"}
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_SNIPPET_CHARS = 200
-_SNIPPET_BYTES = 4096
 
 
 class WebhookNotifier:
     name: ClassVar[str] = "webhook"
 
-    def __init__(self, url: Secret, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: Secret,
+        *,
+        timeout: float = 10.0,
+        secret: Secret | None = None,
+        headers: Mapping[str, Secret] | None = None,
+        render: RenderOptions | None = None,
+    ) -> None:
         self._url = url
         self.timeout = timeout
+        self._secret = secret
+        self._headers = dict(headers or {})
+        self._render = render or RenderOptions()
         self.channel = "webhook:" + hashlib.sha256(url.reveal().encode()).hexdigest()[:8]
-        self._session: aiohttp.ClientSession | None = None
+        self._session = Session()
 
     @classmethod
     def from_env(cls, env: Env) -> Sequence[WebhookNotifier]:
         urls = env.urls(URL_VAR, hide_path=True)
         timeout = env.duration(TIMEOUT_VAR, 10.0, minimum=0.1)
+        secret = env.secret(SECRET_VAR)
+        headers = parse_headers(env.secret(HEADERS_VAR))
         if len({u.reveal() for u in urls}) != len(urls):
             raise ConfigError(URL_VAR, "a URL is listed twice")
-        return [cls(url, timeout=timeout) for url in urls]
+        render = RenderOptions.from_env(env)
+        return [
+            cls(url, timeout=timeout, secret=secret, headers=headers, render=render) for url in urls
+        ]
 
     def describe(self) -> dict[str, str]:
-        return {"channel": self.channel, "url": str(self._url), "timeout": f"{self.timeout:g}s"}
+        described = {
+            "channel": self.channel,
+            "url": str(self._url),
+            "timeout": f"{self.timeout:g}s",
+        }
+        if self._secret is not None:
+            described["signature"] = f"{SIGNATURE_HEADER}: sha256=HMAC(secret ***, body)"
+        if self._headers:
+            described["headers"] = "; ".join(f"{name}: ***" for name in self._headers)
+        return described
 
     async def send(self, notification: Notification) -> None:
-        body = payload(notification)
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": notification.idempotency_key,
-        }
+        body = json.dumps(payload(notification, self._render)).encode()
+        headers = {name: value.reveal() for name, value in self._headers.items()}
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                "Idempotency-Key": notification.idempotency_key,
+            }
+        )
+        if self._secret is not None:
+            headers[TIMESTAMP_HEADER] = str(int(time.time()))
+            headers[SIGNATURE_HEADER] = "sha256=" + sign(self._secret.reveal(), body)
         try:
             async with (
                 asyncio.timeout(self.timeout),
-                self._client().post(
-                    self._url.reveal(), json=body, headers=headers, allow_redirects=False
+                self._session.get().post(
+                    self._url.reveal(), data=body, headers=headers, allow_redirects=False
                 ) as response,
             ):
                 if 200 <= response.status < 300:
                     return
-                snippet = _decode(await response.content.read(_SNIPPET_BYTES), response.charset)
-                raise self._status_error(response.status, response.headers, snippet)
+                raise self._status_error(
+                    response.status, response.headers, await read_text(response)
+                )
         except TimeoutError:
             raise NotifyError(
                 f"webhook {self._url}: no response within {self.timeout:g}s", permanent=False
@@ -79,24 +130,17 @@ class WebhookNotifier:
         except aiohttp.ClientError as exc:
             # str(exc) can hold the URL: report the kind of failure only.
             raise NotifyError(
-                f"webhook {self._url}: {_describe_client_error(exc)}", permanent=False
+                f"webhook {self._url}: {describe_client_error(exc)}", permanent=False
             ) from None
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
-        return self._session
+        await self._session.close()
 
     def _status_error(self, status: int, headers: Mapping[str, str], text: str) -> NotifyError:
-        detail = self._scrub(" ".join(text.split()))[:_SNIPPET_CHARS]
+        detail = self._scrub(" ".join(text.split()))[:SNIPPET_CHARS]
         message = f"webhook {self._url}: HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
-            retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+            retry_after = parse_retry_after(headers.get("Retry-After"), now_utc())
             return NotifyError(message, permanent=False, retry_after=retry_after)
         if status == 408 or status >= 500:
             return NotifyError(message, permanent=False)
@@ -114,12 +158,46 @@ class WebhookNotifier:
             text = text.replace(parts.path, "/***")
         if parts.query:
             text = text.replace(parts.query, "***")
+        for value in (self._secret, *self._headers.values()):
+            if value is not None and value.reveal():
+                text = text.replace(value.reveal(), "***")
         return text
 
 
-def payload(notification: Notification) -> dict[str, Any]:
-    """The Alertmanager webhook body (version 4) for one notification."""
-    alerts = [_alert(t) for t in notification.transitions]
+def sign(secret: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``body`` under ``secret`` (what receivers recompute)."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def parse_headers(value: Secret | None) -> dict[str, Secret]:
+    """``Name: value; Name2: value2`` -> {name: secret value}; names are HTTP tokens."""
+    if value is None:
+        return {}
+    headers: dict[str, Secret] = {}
+    for item in value.reveal().split(";"):
+        if not item.strip():
+            continue
+        name, sep, header_value = item.partition(":")
+        name = name.strip()
+        if not sep or not _TOKEN.match(name):
+            shown = name if _TOKEN.match(name) else "?"
+            raise ConfigError(
+                HEADERS_VAR, f"expected 'Name: value' pairs separated by ';', got {shown!r}: ***"
+            )
+        if name.lower() in _RESERVED_HEADERS or name.lower().startswith("x-opswatch-"):
+            raise ConfigError(HEADERS_VAR, f"header {name} is set by opswatch itself")
+        if any(existing.lower() == name.lower() for existing in headers):
+            raise ConfigError(HEADERS_VAR, f"header {name} is listed twice")
+        if "\r" in header_value or "\n" in header_value:
+            raise ConfigError(HEADERS_VAR, f"header {name}: a value cannot span lines")
+        headers[name] = Secret(header_value.strip())
+    return headers
+
+
+def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
+    """The Alertmanager webhook body (version 4) for one notification. A configured runbook
+    URL is the ``runbook_url`` annotation (Alertmanager's convention)."""
+    alerts = [_alert(t, options or RenderOptions()) for t in notification.transitions]
     fingerprints = ",".join(sorted({t.alert.fingerprint for t in notification.transitions}))
     return {
         "version": "4",
@@ -140,38 +218,24 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _alert(transition: Transition) -> dict[str, Any]:
+def _alert(transition: Transition, options: RenderOptions) -> dict[str, Any]:
     alert = transition.alert
     resolved = is_resolved(transition)
     labels = {"alertname": alert.rule, "severity": alert.severity.value, "check": alert.check}
     labels.update({k: v for k, v in alert.labels.items() if k not in labels})
     ends = (alert.resolved_at or transition.at) if resolved else None
+    annotations = {
+        "summary": alert.summary,
+        "value": format_value(alert.value),
+        "transition": transition.kind.value,
+    }
+    runbook = options.runbook(alert.rule)
+    if runbook is not None:
+        annotations["runbook_url"] = runbook
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
-        "annotations": {
-            "summary": alert.summary,
-            "value": format_value(alert.value),
-            "transition": transition.kind.value,
-        },
+        "annotations": annotations,
         "startsAt": rfc3339(alert.started_at),
         "endsAt": ZERO_TIME if ends is None else rfc3339(ends),
         "generatorURL": "",
@@ -184,17 +248,3 @@ def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
         return {}
     first, *rest = maps
     return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
-
-
-def _describe_client_error(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return f"cannot connect ({reason})"
-    return f"request failed ({type(exc).__name__})"
-
-
-def _decode(data: bytes, charset: str | None) -> str:
-    try:
-        return data.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return data.decode("utf-8", errors="replace")
