@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector, EventSource, up_sample
 from opswatch.config import PREFIX, ConfigError, Env, Settings
+from opswatch.daemon.reload import ENV_FILE, keep_restart_only, restart_only_changes
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.model import (
@@ -121,7 +122,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
     }
     plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
-    unknown = env.unknown((*plugin_prefixes, f"{PREFIX}RULE_", f"{PREFIX}TEST_"))
+    unknown = env.unknown((*plugin_prefixes, f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE))
     return AppConfig(settings, tuple(collectors), tuple(notifiers), tuple(rules), repeat, unknown)
 
 
@@ -135,6 +136,7 @@ class App:
         clock: Clock = utcnow,
         retry_policy: RetryPolicy | None = None,
         systemd: SystemdNotifier | None = None,
+        environ: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.config = config
         self.settings = config.settings
@@ -142,12 +144,13 @@ class App:
         self.store = SQLiteStore(config.settings.state_path)
         self.evaluator = RuleEvaluator(config.rules)
         self.tracker = AlertTracker(config.repeat_interval)
+        self._retry_policy = retry_policy or RetryPolicy()
         self.outbox = Outbox(
-            self.store,
-            {n.channel: n for n in config.notifiers},
-            retry_policy or RetryPolicy(),
-            clock,
+            self.store, {n.channel: n for n in config.notifiers}, self._retry_policy, clock
         )
+        self._environ = environ
+        self._reload_lock = asyncio.Lock()
+        self._reloadable = False
         self.scheduler = Scheduler(config.settings.interval, clock)
         self._check_stats = CheckStats()
         self.metrics = MetricsExporter(self)
@@ -172,16 +175,22 @@ class App:
     async def open(self) -> list[Alert]:
         """Open the state and restore the alerts that were firing; returns them.
 
-        A stored alert whose rule no longer exists (removed or disabled by configuration)
-        can never resolve by itself: it is resolved here, and notified once.
+        A stored alert whose rule or check no longer exists (removed or disabled by
+        configuration) can never resolve by itself: it is resolved here, and notified once.
         """
         await self.store.open()
-        stored = await self.store.load_active()
-        rules = self.evaluator.rule_names()
-        active = [a for a in stored if a.rule in rules]
-        self.tracker.load(active)
+        active = await self._adopt(await self.store.load_active())
         self.evaluator.seed(active)
-        orphans = [a for a in stored if a.rule not in rules]
+        return active
+
+    async def _adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
+        """Load ``alerts`` into the tracker but those whose rule or check is no longer
+        configured: they could never resolve, so they are resolved now (notified once)."""
+        rules = self.evaluator.rule_names()
+        active = [a for a in alerts if a.rule in rules and a.check in self._collectors]
+        self.tracker.load(active)
+        kept = {a.fingerprint for a in active}
+        orphans = [a for a in alerts if a.fingerprint not in kept]
         if orphans:
             now = self._clock()
             retired = [
@@ -204,11 +213,8 @@ class App:
         self._serving = True
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(self._heartbeat(), "heartbeat")
-        for check, collector in self._collectors.items():
-            self.scheduler.add(check, self._job(check))
-            if isinstance(collector, EventSource) and collector.supports_watch:
-                self._spawn(collector.watch(self._emitter(check)), f"watch:{check}")
-        self.scheduler.start()
+        self._start_checks()
+        self._reloadable = True
         log.info(
             "daemon_started",
             checks=sorted(self._collectors),
@@ -220,8 +226,18 @@ class App:
         for name in self.config.unknown_variables:
             log.warning("config_unknown_variable", variable=name)
 
+    def _start_checks(self) -> None:
+        for check, collector in self._collectors.items():
+            self.scheduler.add(check, self._job(check))
+            if isinstance(collector, EventSource) and collector.supports_watch:
+                self._spawn(collector.watch(self._emitter(check)), f"watch:{check}")
+        self.scheduler.start()
+
     async def stop(self) -> None:
         """Stop checks, flush the outbox for up to the shutdown grace, close everything."""
+        self._reloadable = False
+        async with self._reload_lock:  # let a reload in progress finish first
+            pass
         self._systemd.stopping()
         self.scheduler.shutdown()
         for task in list(self._running_checks):
@@ -255,9 +271,89 @@ class App:
         return 1 if self._crashed else 0
 
     def _reload(self) -> None:
-        """SIGHUP (``systemctl reload``): the configuration is read at start only, so say so
-        rather than die of the default SIGHUP action."""
-        log.warning("reload_unsupported", hint="restart the daemon to apply new configuration")
+        """SIGHUP (``systemctl reload``)."""
+        self._spawn(self.reload(), "reload")
+
+    async def reload(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Re-read the configuration (``environ``, else the source given at construction) and
+        swap collectors, rules and notifiers; alert state and the outbox's rows are kept.
+
+        A configuration that does not validate is refused (``reload_failed`` with the
+        ConfigError line) and the running one stays. Settings that need a restart (state
+        path, API address, logging) keep their running values (``reload_needs_restart``).
+        Returns whether the new configuration was applied.
+        """
+        async with self._reload_lock:
+            self._systemd.reloading()
+            try:
+                return await self._apply_reload(environ)
+            finally:
+                self._systemd.ready()
+
+    async def _apply_reload(self, environ: Mapping[str, str] | None) -> bool:
+        try:
+            if not self._reloadable:
+                raise ConfigError("SIGHUP", "the daemon is starting or stopping; try again")
+            if environ is None:
+                if self._environ is None:
+                    raise ConfigError("SIGHUP", "no configuration source to re-read")
+                environ = self._environ()
+            config = load_config(environ, self._clock)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc))
+            self._systemd.status(f"reload failed: {exc}")
+            return False
+        restart = restart_only_changes(self.settings, config.settings)
+        if restart:
+            log.warning("reload_needs_restart", variables=restart)
+        config = replace(config, settings=keep_restart_only(self.settings, config.settings))
+        # 1. quiesce: no check runs and no new outbox rows while the parts are swapped
+        self.scheduler.shutdown()
+        watchers = [t for t in self._tasks if t.get_name().startswith("watch:")]
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, *self._running_checks, return_exceptions=True)
+        # 2. deliver what the old channels can take now; the rest stays queued in the store
+        await self.outbox.flush(min(self.settings.shutdown_grace, 5.0))
+        old_collectors, old_notifiers = list(self._collectors.values()), self.config.notifiers
+        # 3. swap (no await in between: a straggling job sees all old or all new parts)
+        rules_changed = [r.describe() for r in config.rules] != self.evaluator.describe()
+        self.config, self.settings = config, config.settings
+        self._collectors = {c.check: c for c in config.collectors}
+        if rules_changed:  # else the evaluator keeps its debounce and hysteresis state
+            self.evaluator = RuleEvaluator(config.rules)
+        kept_alerts = self.tracker.active()
+        self.tracker = AlertTracker(config.repeat_interval)
+        for check in set(self._statuses) - set(self._collectors):
+            del self._statuses[check]
+            self._up_labels.pop(check, None)
+        self.outbox = Outbox(
+            self.store,
+            {n.channel: n for n in config.notifiers},
+            self._retry_policy,
+            self._clock,
+        )
+        self.scheduler = Scheduler(config.settings.interval, self._clock)
+        # 4. restart: alerts of removed rules or checks are resolved, then checks run at once
+        active = await self._adopt(kept_alerts)
+        if rules_changed:
+            self.evaluator.seed(active)
+        self._spawn(self.outbox.run(), "outbox")
+        self._start_checks()
+        for collector in old_collectors:
+            await collector.close()
+        for notifier in old_notifiers:
+            await notifier.close()
+        log.info(
+            "reload_finished",
+            checks=sorted(self._collectors),
+            interval_s=self.settings.interval,
+            rules=len(config.rules),
+            channels=sorted(n.channel for n in config.notifiers),
+            active_alerts=len(self.active_alerts()),
+        )
+        self._systemd.status("reloaded")
+        return True
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -308,7 +404,9 @@ class App:
 
     async def run_check(self, check: str) -> list[Transition]:
         """Collect, evaluate, track, persist and enqueue for one check."""
-        collector = self._collectors[check]
+        collector = self._collectors.get(check)
+        if collector is None:  # a job of a check that a reload just removed
+            return []
         task = asyncio.current_task()
         if task is not None:
             self._running_checks.add(task)

@@ -1,7 +1,8 @@
-"""The ``opswatch`` command: ``run`` (default), ``check-config`` and ``once``.
+"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once`` and ``status``.
 
 Exit status: 0 on success, 2 on a configuration error (one line on stderr naming the
-variable), 1 on any other failure.
+variable), 1 on any other failure (for ``status``: the daemon is unhealthy or unreachable).
+The environment is the process's, with the file named by ``OPSWATCH_ENV_FILE`` over it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from opswatch import __version__
 from opswatch.config import ConfigError
 from opswatch.daemon.app import App, AppConfig, load_config
 from opswatch.daemon.once import run_once
+from opswatch.daemon.reload import EnvironmentSource
 from opswatch.daemon.sdnotify import SystemdNotifier
+from opswatch.daemon.status import api_url, status
 from opswatch.logging import configure_logging
 from opswatch.model import Finding, Sample
 
@@ -35,31 +38,46 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the environment and print the effective configuration"
     )
     sub.add_parser("once", help="run every check once and print samples and findings")
+    status_parser = sub.add_parser(
+        "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
+    )
+    status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
+    if command == "status" and args.url:
+        return _status(args.url.rstrip("/"))
+    source = EnvironmentSource(os.environ)
     try:
-        config = load_config(os.environ)
+        config = load_config(source.load())
     except ConfigError as exc:
         print(f"opswatch: configuration error: {exc}", file=sys.stderr)
         return 2
     if command == "check-config":
         print(json.dumps(config.describe(), indent=2))
         return 0
+    if command == "status":
+        return _status(api_url(config.settings.api_listen))
     if command == "once":
         samples, findings = asyncio.run(run_once(config))
         print(_table(samples, findings))
         return 0
-    return _run(config)
+    return _run(config, source)
 
 
-def _run(config: AppConfig) -> int:
+def _run(config: AppConfig, source: EnvironmentSource) -> int:
     configure_logging(config.settings.log_format, config.settings.log_level)
-    app = App(config, systemd=SystemdNotifier.from_env(os.environ))
+    app = App(config, systemd=SystemdNotifier.from_env(os.environ), environ=source.load)
     return asyncio.run(app.serve())
+
+
+def _status(url: str) -> int:
+    report = status(url)
+    print(report.text, file=sys.stderr if report.unreachable else sys.stdout)
+    return report.exit_status
 
 
 def _table(samples: Sequence[Sample], findings: Sequence[Finding]) -> str:
