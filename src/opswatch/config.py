@@ -372,6 +372,11 @@ class Settings:
     log_format: str
     log_level: str
     shutdown_grace: float
+    #: PostgreSQL state shared by replicas (``OPSWATCH_STATE_URL``); None: SQLite at state_path
+    state_url: Secret | None = None
+    state_schema: str | None = None
+    #: ``redis://`` leases instead of the state store's lease table (``OPSWATCH_LEASE_URL``)
+    lease_url: Secret | None = None
 
     @classmethod
     def from_env(
@@ -388,6 +393,7 @@ class Settings:
                 f"{PREFIX}CHECK_TIMEOUT",
                 f"must be shorter than OPSWATCH_INTERVAL ({interval:g}s), got {timeout:g}s",
             )
+        state_url, state_schema, lease_url = _state_settings(env)
         return cls(
             interval=interval,
             check_timeout=timeout,
@@ -400,7 +406,39 @@ class Settings:
                 f"{PREFIX}LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ),
             shutdown_grace=env.duration(f"{PREFIX}SHUTDOWN_GRACE", 10.0, minimum=0.0),
+            state_url=state_url,
+            state_schema=state_schema,
+            lease_url=lease_url,
         )
+
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _state_settings(env: Env) -> tuple[Secret | None, str | None, Secret | None]:
+    """``OPSWATCH_STATE_URL`` (postgresql://, a host or a ``host=`` socket directory),
+    ``OPSWATCH_STATE_SCHEMA`` and ``OPSWATCH_LEASE_URL`` (redis://, rediss://)."""
+    name = f"{PREFIX}STATE_URL"
+    url = env.secret(name)
+    if url is not None:
+        display = mask_url(url.reveal(), hide_path=False)
+        try:
+            parts = urlsplit(url.reveal())
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ConfigError(name, f"malformed URL {display!r}") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ConfigError(name, f"expected a postgresql:// URL, got {display!r}")
+        url = Secret(url.reveal(), display)
+    schema = env.raw(f"{PREFIX}STATE_SCHEMA")
+    if schema is not None and not _SCHEMA.match(schema):
+        raise ConfigError(
+            f"{PREFIX}STATE_SCHEMA", f"expected a lower-case SQL identifier, got {schema!r}"
+        )
+    lease = env.url(f"{PREFIX}LEASE_URL", schemes=("redis", "rediss"), hide_path=False)
+    if lease is not None and url is None:
+        raise ConfigError(f"{PREFIX}LEASE_URL", f"needs {name} (replicas share PostgreSQL state)")
+    return url, schema, lease
 
 
 def _default_state_path() -> Path:

@@ -1,0 +1,529 @@
+"""Durable state in PostgreSQL: the same alerts, history and outbox as :class:`SQLiteStore`,
+shared by several daemon replicas.
+
+Same method names and semantics as ``opswatch.alerts.store.SQLiteStore`` (both satisfy
+``opswatch.alerts.state.StateStore``); what differs is what sharing needs:
+
+* tables are prefixed ``opswatch_`` and live in ``schema`` when given (created if missing,
+  made the connections' ``search_path``), else in the URL's or the server's search path;
+* the schema is versioned in ``opswatch_schema``; every migration runs in its own
+  transaction under a transaction-level advisory lock, so replicas starting together apply
+  each migration once; a database migrated by a newer opswatch is refused;
+* ``outbox_due`` *claims* the rows it returns (``claimed_by``/``claim_until``, taken with
+  ``FOR UPDATE SKIP LOCKED`` under an advisory lock): another replica skips a claimed row,
+  and every row of its channel, until the claim expires, so a row is never sent by two
+  replicas at once and one channel's rows keep their order. Finishing or postponing a row
+  releases its claim and extends this replica's other claims; ``close`` releases them all.
+  A replica's own claims stay visible to it (its outbox passes never overlap);
+* ``opswatch_leases`` holds the per-check leases of ``opswatch.alerts.lease.PostgresLease``.
+
+Row times (due, created, finished) are the caller's clock, as in SQLite; claim and lease
+expiry use the server's clock, the one clock every replica shares.
+
+asyncpg is imported by this module only: ``opswatch.alerts.state.open_store`` imports it when
+``OPSWATCH_STATE_URL`` is set. Errors opening the store name the masked URL and the
+exception class, never the driver's message (it may echo the URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+from opswatch.alerts.lease import LeaseError
+from opswatch.alerts.store import CycleRecord, StoreError
+from opswatch.codec import (
+    alert_from_json,
+    alert_to_json,
+    notification_from_json,
+    notification_to_json,
+    transition_from_json,
+    transition_to_json,
+)
+from opswatch.model import Alert, Notification, OutboxItem, Transition
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+#: Migrations, in order; the n-th (from 1) brings ``opswatch_schema.version`` to n.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE opswatch_alerts (
+        fingerprint text PRIMARY KEY,
+        data text NOT NULL
+    );
+    CREATE TABLE opswatch_history (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        fingerprint text NOT NULL,
+        kind text NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX opswatch_history_fingerprint ON opswatch_history (fingerprint, id);
+    CREATE TABLE opswatch_outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        channel text NOT NULL,
+        idempotency_key text NOT NULL,
+        data text NOT NULL,
+        fingerprints text[] NOT NULL,
+        created_at timestamptz NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL,
+        state text NOT NULL DEFAULT 'pending',
+        last_error text,
+        finished_at timestamptz,
+        claimed_by text,
+        claim_until timestamptz,
+        UNIQUE (channel, idempotency_key)
+    );
+    CREATE INDEX opswatch_outbox_pending ON opswatch_outbox (next_attempt_at)
+        WHERE state = 'pending';
+    CREATE INDEX opswatch_outbox_claims ON opswatch_outbox (channel)
+        WHERE state = 'pending' AND claimed_by IS NOT NULL;
+    CREATE TABLE opswatch_leases (
+        name text PRIMARY KEY,
+        holder text NOT NULL,
+        token text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    """,
+)
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS opswatch_schema (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    version integer NOT NULL
+);
+INSERT INTO opswatch_schema (version) VALUES (0) ON CONFLICT DO NOTHING;
+"""
+
+_UPSERT_ALERT = (
+    "INSERT INTO opswatch_alerts (fingerprint, data) VALUES ($1, $2) "
+    "ON CONFLICT (fingerprint) DO UPDATE SET data = excluded.data"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO opswatch_history (at, fingerprint, kind, data) VALUES ($1, $2, $3, $4)"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO opswatch_outbox "
+    "(channel, idempotency_key, data, fingerprints, created_at, next_attempt_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, idempotency_key) DO NOTHING"
+)
+_INSERT_OUTBOX_CLAIMED = (
+    "INSERT INTO opswatch_outbox (channel, idempotency_key, data, fingerprints, created_at, "
+    "next_attempt_at, claimed_by, claim_until) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp() + make_interval(secs => $8)) "
+    "ON CONFLICT (channel, idempotency_key) DO NOTHING RETURNING id"
+)
+
+# Claim the due rows: not claimed by a live claim of another replica, and no other replica
+# holds a live claim on the channel (its rows go out in order, from one replica).
+_CLAIM_DUE = """
+WITH picked AS MATERIALIZED (
+    SELECT c.id FROM opswatch_outbox AS c
+    WHERE c.state = 'pending' AND c.next_attempt_at <= $1
+      AND NOT EXISTS (
+          SELECT 1 FROM opswatch_outbox AS b
+          WHERE b.channel = c.channel AND b.state = 'pending'
+            AND b.claimed_by <> $2 AND b.claim_until > clock_timestamp())
+    ORDER BY c.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE opswatch_outbox AS o
+SET claimed_by = $2, claim_until = clock_timestamp() + make_interval(secs => $4)
+FROM picked
+WHERE o.id = picked.id
+RETURNING o.id, o.channel, o.data, o.attempts, o.created_at
+"""
+
+# The earliest time a pending row can be sent: its due time, or when another replica's
+# claim on it expires.
+_NEXT_DUE = """
+SELECT min(CASE
+    WHEN claimed_by IS NULL OR claimed_by = $1 OR claim_until <= clock_timestamp()
+        THEN next_attempt_at
+    ELSE greatest(next_attempt_at, claim_until)
+END)
+FROM opswatch_outbox WHERE state = 'pending'
+"""
+
+_EXTEND_CLAIMS = (
+    "UPDATE opswatch_outbox SET claim_until = clock_timestamp() + make_interval(secs => $2) "
+    "WHERE claimed_by = $1 AND state = 'pending'"
+)
+
+_ACQUIRE_LEASE = """
+INSERT INTO opswatch_leases AS l (name, holder, token, expires_at)
+VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder,
+    expires_at = excluded.expires_at,
+    token = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                 THEN l.token ELSE excluded.token END
+WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
+RETURNING token
+"""
+
+
+def _advisory_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``purpose`` in ``schema``."""
+    digest = hashlib.sha256(f"opswatch:{purpose}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresStore:
+    """The state store in PostgreSQL, through a small asyncpg pool.
+
+    ``replica`` names this process in outbox claims (``claimed_by``); ``claim_ttl`` is how
+    long a claim protects a row from other replicas without news from this one. With
+    ``poll_interval``, :meth:`outbox_next_due` answers at most that far ahead, so that an
+    idle outbox still looks for rows another replica stored and could not send.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        display: str = "postgresql://***",
+        replica: str = "opswatch",
+        claim_ttl: float = 300.0,
+        poll_interval: float | None = None,
+        pool_size: int = 4,
+        command_timeout: float = 10.0,
+    ) -> None:
+        if schema is not None and not SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
+        if claim_ttl <= 0 or (poll_interval is not None and poll_interval <= 0):
+            raise ValueError("claim_ttl and poll_interval must be positive")
+        self.display = display
+        self.schema = schema
+        self.replica = replica
+        self.claim_ttl = claim_ttl
+        self.poll_interval = poll_interval
+        self._url = url
+        self._pool_size = pool_size
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.display!r}, schema={self.schema!r})"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"state store {self.display} is not open")
+        return pool
+
+    async def open(self) -> None:
+        settings = {"application_name": "opswatch"}
+        if self.schema is not None:
+            settings["search_path"] = self.schema
+        try:
+            pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._command_timeout,
+                command_timeout=self._command_timeout,
+                server_settings=settings,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot open state store {self.display}: {_describe(exc)}") from None
+        try:
+            async with pool.acquire() as conn:
+                await self._migrate(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.close()
+            raise StoreError(
+                f"cannot migrate state store {self.display}: {_describe(exc)}"
+            ) from None
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def _migrate(self, conn: PoolConnectionProxy[Record]) -> None:
+        key = _advisory_key("migrate", self.schema or "")
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            if self.schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(_VERSION_TABLE)
+        for number, script in enumerate(MIGRATIONS, start=1):
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+                version = await conn.fetchval("SELECT version FROM opswatch_schema FOR UPDATE")
+                if version >= number:
+                    continue
+                await conn.execute(script)
+                await conn.execute("UPDATE opswatch_schema SET version = $1", number)
+        version = await conn.fetchval("SELECT version FROM opswatch_schema")
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"state store {self.display} has schema version {version}, newer than this "
+                f"opswatch knows ({len(MIGRATIONS)}): upgrade opswatch"
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            # rows this replica claimed but did not finish are free for the others at once
+            await pool.execute(
+                "UPDATE opswatch_outbox SET claimed_by = NULL, claim_until = NULL "
+                "WHERE claimed_by = $1 AND state = 'pending'",
+                self.replica,
+            )
+        finally:
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        version: int = await self.pool.fetchval("SELECT version FROM opswatch_schema")
+        return version
+
+    # -- alerts and history ----------------------------------------------------------------
+
+    async def load_active(self) -> list[Alert]:
+        rows = await self.pool.fetch("SELECT data FROM opswatch_alerts ORDER BY fingerprint")
+        return [alert_from_json(json.loads(row[0])) for row in rows]
+
+    async def record(self, cycle: CycleRecord, now: datetime) -> None:
+        # encoded first: a value that cannot be encoded writes nothing
+        alerts = [(a.fingerprint, json.dumps(alert_to_json(a))) for a in cycle.active]
+        resolved = [(fp,) for fp in cycle.resolved]
+        history = [
+            (t.at, t.alert.fingerprint, t.kind.value, json.dumps(transition_to_json(t)))
+            for t in cycle.transitions
+        ]
+        outbox = [_outbox_row(channel, n, now, now) for channel, n in cycle.outbox]
+        if not (alerts or resolved or history or outbox):
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            if alerts:
+                await conn.executemany(_UPSERT_ALERT, alerts)
+            if resolved:
+                await conn.executemany(
+                    "DELETE FROM opswatch_alerts WHERE fingerprint = $1", resolved
+                )
+            if history:
+                await conn.executemany(_INSERT_HISTORY, history)
+            if outbox:
+                await conn.executemany(_INSERT_OUTBOX, outbox)
+
+    async def history(self, limit: int = 100, fingerprint: str | None = None) -> list[Transition]:
+        """The newest transitions first."""
+        if fingerprint is None:
+            rows = await self.pool.fetch(
+                "SELECT data FROM opswatch_history ORDER BY id DESC LIMIT $1", limit
+            )
+        else:
+            rows = await self.pool.fetch(
+                "SELECT data FROM opswatch_history WHERE fingerprint = $1 "
+                "ORDER BY id DESC LIMIT $2",
+                fingerprint,
+                limit,
+            )
+        return [transition_from_json(json.loads(row[0])) for row in rows]
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """Pending rows whose next attempt is due, oldest first, claimed for this replica."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # one claimer at a time: the channel check below sees every committed claim
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", _advisory_key("claim", self.schema or "")
+            )
+            rows = await conn.fetch(_CLAIM_DUE, now, self.replica, limit, self.claim_ttl)
+        return [
+            OutboxItem(
+                id=row["id"],
+                channel=row["channel"],
+                notification=notification_from_json(json.loads(row["data"])),
+                attempts=row["attempts"],
+                created_at=row["created_at"],
+            )
+            for row in sorted(rows, key=lambda r: int(r["id"]))
+        ]
+
+    async def outbox_next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due (for this replica), or None when nothing
+        is pending; with ``poll_interval``, never later than that from now."""
+        async with self.pool.acquire() as conn:
+            due: datetime | None = await conn.fetchval(_NEXT_DUE, self.replica)
+            if self.poll_interval is None:
+                return due
+            poll: datetime = await conn.fetchval(
+                "SELECT clock_timestamp() + make_interval(secs => $1)", self.poll_interval
+            )
+        return poll if due is None else min(due, poll)
+
+    async def outbox_delivered(self, item_id: int, at: datetime) -> None:
+        await self._outbox_finish(item_id, "delivered", at, None)
+
+    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None:
+        await self._outbox_finish(item_id, "failed", at, error)
+
+    async def _outbox_finish(
+        self, item_id: int, state: str, at: datetime, error: str | None
+    ) -> None:
+        await self._outbox_update(
+            "UPDATE opswatch_outbox SET state = $2, finished_at = $3, last_error = $4, "
+            "attempts = attempts + 1, claimed_by = NULL, claim_until = NULL WHERE id = $1",
+            item_id,
+            state,
+            at,
+            error,
+        )
+
+    async def outbox_postpone(
+        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        await self._outbox_update(
+            "UPDATE opswatch_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, "
+            "claimed_by = NULL, claim_until = NULL WHERE id = $1",
+            item_id,
+            attempts,
+            next_attempt_at,
+            error,
+        )
+
+    async def _outbox_update(self, sql: str, *args: Any) -> None:
+        """One row's outcome, and this replica's other claims renewed (it is alive)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql, *args)
+            await conn.execute(_EXTEND_CLAIMS, self.replica, self.claim_ttl)
+
+    async def outbox_channels(
+        self, fingerprints: Sequence[str], since: datetime
+    ) -> dict[str, frozenset[str]]:
+        """The channels of every outbox row (any state) queued since ``since`` that carries a
+        transition of each fingerprint: where those alerts were notified."""
+        if not fingerprints:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT fp, channel FROM opswatch_outbox, unnest(fingerprints) AS fp "
+            "WHERE created_at >= $1 AND fingerprints && $2 AND fp = ANY($2)",
+            since,
+            list(fingerprints),
+        )
+        found: dict[str, set[str]] = {}
+        for row in rows:
+            found.setdefault(str(row[0]), set()).add(str(row[1]))
+        return {fp: frozenset(channels) for fp, channels in found.items()}
+
+    async def outbox_divert(
+        self,
+        item_id: int,
+        copies: Sequence[tuple[str, Notification]],
+        at: datetime,
+        error: str,
+    ) -> None:
+        """In one transaction: queue ``copies`` (fallback channel, notification; a channel
+        that already has the key keeps its row) and end row ``item_id`` as ``diverted``."""
+        rows = [_outbox_row(channel, n, at, at) for channel, n in copies]
+        async with self.pool.acquire() as conn, conn.transaction():
+            if rows:
+                await conn.executemany(_INSERT_OUTBOX, rows)
+            await conn.execute(
+                "UPDATE opswatch_outbox SET state = 'diverted', finished_at = $2, "
+                "last_error = $3, attempts = attempts + 1, claimed_by = NULL, "
+                "claim_until = NULL WHERE id = $1",
+                item_id,
+                at,
+                error,
+            )
+            await conn.execute(_EXTEND_CLAIMS, self.replica, self.claim_ttl)
+
+    async def outbox_merge(
+        self,
+        item_ids: Sequence[int],
+        channel: str,
+        notification: Notification,
+        created_at: datetime,
+        at: datetime,
+    ) -> int | None:
+        """In one transaction: queue ``notification`` for ``channel`` (dated ``created_at``)
+        and end rows ``item_ids`` as ``merged``. Returns the new row's id, or ``None`` when
+        the channel already had this very message (it is then not queued again). The new
+        row is claimed by this replica: its outbox delivers it at once."""
+        row = _outbox_row(channel, notification, created_at, at)
+        async with self.pool.acquire() as conn, conn.transaction():
+            new_id: int | None = await conn.fetchval(
+                _INSERT_OUTBOX_CLAIMED, *row, self.replica, self.claim_ttl
+            )
+            await conn.execute(
+                "UPDATE opswatch_outbox SET state = 'merged', finished_at = $2, last_error = $3, "
+                "claimed_by = NULL, claim_until = NULL "
+                "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
+                list(item_ids),
+                at,
+                f"merged into row {new_id}",
+            )
+        return new_id
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per state (pending, delivered, failed); a claimed row is still pending."""
+        rows = await self.pool.fetch("SELECT state, count(*) FROM opswatch_outbox GROUP BY state")
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    # -- leases (for opswatch.alerts.lease.PostgresLease) ------------------------------------
+
+    async def lease_acquire(self, name: str, holder: str, token: str, ttl: float) -> str | None:
+        """Renew ``name`` for ``holder`` or take it when free or expired; the tenure's token
+        (kept on renewal, ``token`` when taken), or None while another holder's is live."""
+        try:
+            held: str | None = await self.pool.fetchval(_ACQUIRE_LEASE, name, holder, token, ttl)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise LeaseError(f"postgres lease: {_describe(exc)}") from None
+        return held
+
+    async def lease_release(self, name: str, holder: str) -> None:
+        try:
+            await self.pool.execute(
+                "DELETE FROM opswatch_leases WHERE name = $1 AND holder = $2", name, holder
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise LeaseError(f"postgres lease: {_describe(exc)}") from None
+
+    async def lease_holders(self) -> dict[str, str]:
+        """Live leases: name -> holder (for the API and tests)."""
+        rows = await self.pool.fetch(
+            "SELECT name, holder FROM opswatch_leases WHERE expires_at > clock_timestamp()"
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+
+def _outbox_row(
+    channel: str, notification: Notification, created_at: datetime, due: datetime
+) -> tuple[str, str, str, list[str], datetime, datetime]:
+    return (
+        channel,
+        notification.idempotency_key,
+        json.dumps(notification_to_json(notification)),
+        sorted({t.alert.fingerprint for t in notification.transitions}),
+        created_at,
+        due,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception class and SQLSTATE or errno, never the driver's message."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        return f"{type(exc).__name__} (SQLSTATE {sqlstate})"
+    errno = getattr(exc, "errno", None)
+    if errno:
+        return f"{type(exc).__name__} (errno {errno})"
+    return type(exc).__name__
