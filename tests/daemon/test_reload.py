@@ -99,6 +99,11 @@ def test_env_file_overrides_the_process_and_a_removed_line_is_unset(tmp_path: Pa
         source.load()
 
 
+def test_a_leading_dash_makes_a_missing_env_file_count_as_empty(tmp_path: Path) -> None:
+    process = {"OPSWATCH_ENV_FILE": f"-{tmp_path / 'absent'}", "OPSWATCH_INTERVAL": "7s"}
+    assert EnvironmentSource(process).load() == process
+
+
 def test_without_an_env_file_the_process_environment_is_used_as_is() -> None:
     assert EnvironmentSource({"OPSWATCH_INTERVAL": "7s"}).load() == {"OPSWATCH_INTERVAL": "7s"}
 

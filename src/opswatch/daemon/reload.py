@@ -2,7 +2,9 @@
 
 systemd reads ``EnvironmentFile=`` when it starts the service: a running process cannot ask
 it again. So the daemon reads the same file itself when ``OPSWATCH_ENV_FILE`` names it, at
-start and on every SIGHUP, and merges it over the process environment.
+start and on every SIGHUP, and merges it over the process environment. As with systemd, a
+leading ``-`` (``OPSWATCH_ENV_FILE=-/etc/opswatch/env``) makes a missing file count as empty;
+otherwise a file that cannot be read is a configuration error.
 
 The file's syntax is the part of systemd's ``EnvironmentFile=`` format (systemd.exec(5)) a
 configuration needs, so one file serves both:
@@ -144,17 +146,20 @@ class EnvironmentSource:
 
     @property
     def path(self) -> str | None:
-        value = self._process.get(ENV_FILE, "").strip()
+        value = self._process.get(ENV_FILE, "").strip().removeprefix("-")
         return value or None
 
     def load(self) -> dict[str, str]:
         path = self.path
         if path is None:
             return dict(self._process)
+        optional = self._process[ENV_FILE].strip().startswith("-")
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(ENV_FILE, f"cannot read {path!r}: {exc.strerror}") from None
+            if not (optional and isinstance(exc, FileNotFoundError)):
+                raise ConfigError(ENV_FILE, f"cannot read {path!r}: {exc.strerror}") from None
+            text = ""
         except UnicodeDecodeError:
             raise ConfigError(ENV_FILE, f"{path!r} is not UTF-8 text") from None
         values = parse_env_file(text, path)
