@@ -44,11 +44,14 @@ from opswatch.model import (
 )
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import Notifier
+from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
-from opswatch.notifiers.render import render
+from opswatch.notifiers.routing import META_RULE
+from opswatch.notifiers.settings import NotifySettings
 from opswatch.rules.base import Rule
-from opswatch.rules.builtin import builtin_rules
+from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.evaluator import RuleEvaluator
+from opswatch.rules.threshold import Level
 
 log = structlog.get_logger("opswatch")
 
@@ -71,6 +74,7 @@ class AppConfig:
     rules: Sequence[Rule]
     repeat_interval: Mapping[Severity, float]
     unknown_variables: Sequence[str] = field(default_factory=tuple)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -86,10 +90,21 @@ class AppConfig:
             "shutdown_grace_s": s.shutdown_grace,
             "collectors": {c.check: c.describe() for c in self.collectors},
             "notifiers": {n.channel: n.describe() for n in self.notifiers},
+            "notify": self.notify.describe(),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": list(self.unknown_variables),
         }
+
+
+#: the "notifications failing" meta-alert: fed by the ``notify`` check (notifiers/health.py)
+NOTIFY_RULE = RuleSpec(
+    META_RULE,
+    CHANNEL_UP_METRIC,
+    "<",
+    (Level(Severity.CRITICAL, 1, 1),),
+    "notifications to {channel} are failing",
+)
 
 
 def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
@@ -115,7 +130,11 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
             )
         collectors.extend(instances)
     notifiers = [n for name in sorted(NOTIFIERS) for n in NOTIFIERS[name].from_env(env)]
+    notify = NotifySettings.from_env(env, notifiers, tuple(NOTIFIERS))
     rules = builtin_rules(env, settings.interval)
+    if notifiers:  # channel health is a check, its failure an alert like any other
+        collectors.append(notify.health_check(clock))
+        rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
     repeat = {
         Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
         Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
@@ -123,7 +142,9 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
     unknown = env.unknown((*plugin_prefixes, f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE))
-    return AppConfig(settings, tuple(collectors), tuple(notifiers), tuple(rules), repeat, unknown)
+    return AppConfig(
+        settings, tuple(collectors), tuple(notifiers), tuple(rules), repeat, unknown, notify
+    )
 
 
 class App:
@@ -146,7 +167,11 @@ class App:
         self.tracker = AlertTracker(config.repeat_interval)
         self._retry_policy = retry_policy or RetryPolicy()
         self.outbox = Outbox(
-            self.store, {n.channel: n for n in config.notifiers}, self._retry_policy, clock
+            self.store,
+            {n.channel: n for n in config.notifiers},
+            self._retry_policy,
+            clock,
+            options=config.notify.delivery,
         )
         self._environ = environ
         self._reload_lock = asyncio.Lock()
@@ -332,6 +357,7 @@ class App:
             {n.channel: n for n in config.notifiers},
             self._retry_policy,
             self._clock,
+            options=config.notify.delivery,
         )
         self.scheduler = Scheduler(config.settings.interval, self._clock)
         # 4. restart: alerts of removed rules or checks are resolved, then checks run at once
@@ -463,11 +489,9 @@ class App:
     async def _record(
         self, check: str, transitions: list[Transition], changed: list[Alert], now: datetime
     ) -> None:
-        """Persist changed alerts, transitions and their notifications in one transaction."""
-        outbox = []
-        if transitions:
-            notification = render(transitions, now)
-            outbox = [(n.channel, notification) for n in self.config.notifiers]
+        """Persist changed alerts, transitions and their notifications in one transaction.
+        Notifications are routed by severity and grouped per channel (notifiers/settings.py)."""
+        outbox = await self.config.notify.rows(self.store, transitions, now)
         active = [a for a in changed if a.state is not AlertState.RESOLVED]
         resolved = [t.alert.fingerprint for t in transitions if t.kind is TransitionKind.RESOLVED]
         try:

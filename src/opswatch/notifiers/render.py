@@ -168,6 +168,13 @@ def is_fallback(notification: Notification) -> bool:
     return notification.title.startswith(FALLBACK_MARK)
 
 
+def fallback_note(notification: Notification) -> str | None:
+    """The sentence saying why a fallback copy was sent (its first paragraph), or None."""
+    if not is_fallback(notification):
+        return None
+    return notification.text.split("\n\n", 1)[0]
+
+
 def idempotency_key(transitions: Sequence[Transition]) -> str:
     """sha256 of the sorted transition keys, 32 hex: the same group always gets the same key."""
     canonical = "\n".join(sorted(t.key for t in transitions))
