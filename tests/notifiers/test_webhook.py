@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -10,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from opswatch import __version__
 from opswatch.config import ConfigError, Env, Secret, mask_url
 from opswatch.model import Notification, Severity, TransitionKind
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
-from opswatch.notifiers.render import render
 from opswatch.notifiers.http import parse_retry_after
+from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.webhook import WebhookNotifier, payload
 from tests.notifiers.conftest import T0, transition
 from tests.peers import Receiver, Reply
@@ -358,3 +363,153 @@ def test_from_env_rejects_bad_values_naming_the_variable(
 def test_webhook_is_registered_under_its_name() -> None:
     assert NOTIFIERS["webhook"] is WebhookNotifier
     assert WebhookNotifier.name == "webhook"
+
+
+class RawReceiver:
+    """A local endpoint that keeps each request's exact body bytes (for signatures)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            self.requests.append((dict(request.headers), await request.read()))
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        self.runner = web.AppRunner(app, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def raw_receiver() -> AsyncIterator[RawReceiver]:
+    receiver = RawReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+async def test_a_signed_request_carries_an_hmac_of_the_exact_body_the_receiver_can_verify(
+    raw_receiver: RawReceiver,
+) -> None:
+    (notifier,) = WebhookNotifier.from_env(
+        Env(
+            {
+                "OPSWATCH_WEBHOOK_URL": raw_receiver.url + "/hook",
+                "OPSWATCH_WEBHOOK_SECRET": "s3cret-key",
+            }
+        )
+    )
+    before = int(time.time())
+
+    await notifier.send(firing())
+    await notifier.close()
+
+    ((headers, body),) = raw_receiver.requests
+    expected = hmac.new(b"s3cret-key", body, hashlib.sha256).hexdigest()
+    assert headers["X-Opswatch-Signature"] == f"sha256={expected}"
+    assert before <= int(headers["X-Opswatch-Timestamp"]) <= int(time.time())
+    assert json.loads(body)["status"] == "firing"
+    assert "s3cret" not in json.dumps(notifier.describe())
+
+
+async def test_an_unsigned_webhook_sends_no_signature_headers(
+    raw_receiver: RawReceiver,
+) -> None:
+    (notifier,) = WebhookNotifier.from_env(Env({"OPSWATCH_WEBHOOK_URL": raw_receiver.url}))
+
+    await notifier.send(firing())
+    await notifier.close()
+
+    ((headers, _body),) = raw_receiver.requests
+    assert "X-Opswatch-Signature" not in headers
+    assert "X-Opswatch-Timestamp" not in headers
+
+
+async def test_custom_headers_are_sent_and_masked_in_the_configuration(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    headers_file = tmp_path / "headers"
+    headers_file.write_text("Authorization: Bearer tok-123; X-Team: ops\n")
+    (notifier,) = WebhookNotifier.from_env(
+        Env(
+            {
+                "OPSWATCH_WEBHOOK_URL": receiver.url,
+                "OPSWATCH_WEBHOOK_HEADERS_FILE": str(headers_file),
+            }
+        )
+    )
+
+    await notifier.send(firing())
+    await notifier.close()
+
+    (request,) = await receiver.wait_for(1)
+    assert request.headers["Authorization"] == "Bearer tok-123"
+    assert request.headers["X-Team"] == "ops"
+    assert request.headers["Content-Type"] == "application/json"
+    assert notifier.describe()["headers"] == "Authorization: ***; X-Team: ***"
+
+
+async def test_a_response_quoting_a_header_value_is_scrubbed_from_the_error(
+    receiver: Receiver,
+) -> None:
+    (notifier,) = WebhookNotifier.from_env(
+        Env(
+            {
+                "OPSWATCH_WEBHOOK_URL": receiver.url,
+                "OPSWATCH_WEBHOOK_HEADERS": "Authorization: Bearer tok-123",
+            }
+        )
+    )
+    receiver.script(Reply(401, body="bad token Bearer tok-123"))
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert "tok-123" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("Authorization Bearer tok-123", "expected 'Name: value' pairs"),
+        ("Content-Type: text/plain", "set by opswatch itself"),
+        ("X-Opswatch-Signature: x", "set by opswatch itself"),
+        ("X-A: 1; x-a: 2", "listed twice"),
+        ("Bad Name: 1", "expected 'Name: value' pairs"),
+    ],
+)
+def test_malformed_custom_headers_are_a_config_error_without_their_values(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        WebhookNotifier.from_env(
+            Env({"OPSWATCH_WEBHOOK_URL": "https://x.example/a", "OPSWATCH_WEBHOOK_HEADERS": value})
+        )
+
+    assert caught.value.variable == "OPSWATCH_WEBHOOK_HEADERS"
+    assert problem in caught.value.problem
+    assert "tok-123" not in str(caught.value)
+
+
+def test_a_configured_runbook_becomes_the_runbook_url_annotation() -> None:
+    options = RenderOptions.from_env(
+        Env({"OPSWATCH_RUNBOOK_URL": "https://wiki.example/runbooks/{rule}"})
+    )
+
+    body = payload(firing(), options)
+
+    assert body["alerts"][0]["annotations"]["runbook_url"] == (
+        "https://wiki.example/runbooks/cpu_high"
+    )

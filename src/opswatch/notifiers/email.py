@@ -196,8 +196,14 @@ class EmailNotifier:
                 reason = cause.verify_message or "certificate verification failed"
                 raise self._error(f"TLS: {reason}", permanent=True) from None
             raise self._error(f"cannot connect ({type(exc).__name__})", permanent=False) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise self._error(f"{type(exc).__name__}", permanent=False) from None
+        except aiosmtplib.SMTPException as exc:
+            # e.g. "The SMTP AUTH extension is not supported by this server.": configuration
+            permanent = "not supported" in str(exc)
+            raise self._error(str(exc) or type(exc).__name__, permanent=permanent) from None
+        except OSError as exc:
+            raise self._error(
+                f"connection failed ({type(exc).__name__})", permanent=False
+            ) from None
 
     async def close(self) -> None:
         return None  # a connection per message: nothing stays open

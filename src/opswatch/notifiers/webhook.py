@@ -174,15 +174,14 @@ def parse_headers(value: Secret | None) -> dict[str, Secret]:
     if value is None:
         return {}
     headers: dict[str, Secret] = {}
-    for item in value.reveal().split(";"):
-        if not item.strip():
-            continue
+    items = [item for item in value.reveal().split(";") if item.strip()]
+    for number, item in enumerate(items, start=1):
         name, sep, header_value = item.partition(":")
         name = name.strip()
         if not sep or not _TOKEN.match(name):
-            shown = name if _TOKEN.match(name) else "?"
+            # the item may be a bare secret: say which one, never what it holds
             raise ConfigError(
-                HEADERS_VAR, f"expected 'Name: value' pairs separated by ';', got {shown!r}: ***"
+                HEADERS_VAR, f"expected 'Name: value' pairs separated by ';' (item {number} is not)"
             )
         if name.lower() in _RESERVED_HEADERS or name.lower().startswith("x-opswatch-"):
             raise ConfigError(HEADERS_VAR, f"header {name} is set by opswatch itself")
