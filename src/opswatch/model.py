@@ -115,6 +115,9 @@ class Alert:
     resolved_at: datetime | None = None
     last_notified_at: datetime | None = None
     acked_by: str | None = None
+    #: raised one step because its recovery failed: a finding at or below this severity
+    #: keeps it (only a higher one changes it) until the alert resolves
+    escalated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,11 @@ class Transition:
     at: datetime
     previous_state: AlertState | None = None
     previous_severity: Severity | None = None
+    #: one human line from recovery ("auto-recovered in 12 s after 1 restart", "recovery
+    #: failed: ..."), rendered into the notification
+    note: str | None = None
+    #: a snapshot taken when the alert fired (top processes, longest queries), rendered
+    evidence: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -159,6 +167,8 @@ class RecoveryOutcome(StrEnum):
     SKIPPED_BUDGET = "skipped: budget"
     SKIPPED_SILENCED = "skipped: silenced"
     SKIPPED_DRY_RUN = "skipped: dry-run"
+    SKIPPED_FLAPPING = "skipped: flapping"
+    SKIPPED_BUSY = "skipped: busy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +180,9 @@ class RecoveryResult:
     duration_s: float
     detail: str
     at: datetime
+    rule: str = ""
+    target: str = ""
+    #: the budget and lock key: ``<action>:<what it acts on>``
+    key: str = ""
+    #: a half-open trial run after the budget was exhausted
+    trial: bool = False

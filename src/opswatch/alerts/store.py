@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opswatch.codec import (
     alert_from_json,
@@ -27,7 +27,14 @@ from opswatch.codec import (
     transition_from_json,
     transition_to_json,
 )
-from opswatch.model import Alert, Notification, OutboxItem, Transition
+from opswatch.model import (
+    Alert,
+    Notification,
+    OutboxItem,
+    RecoveryOutcome,
+    RecoveryResult,
+    Transition,
+)
 
 T = TypeVar("T")
 
@@ -59,6 +66,32 @@ _MIGRATIONS: tuple[str, ...] = (
         UNIQUE (channel, idempotency_key)
     );
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    """,
+    # 2: recovery runs (results, budgets) and the evidence captured when an alert fired
+    """
+    CREATE TABLE recovery_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        at_epoch REAL NOT NULL,
+        action TEXT NOT NULL,
+        budget_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        duration_s REAL NOT NULL,
+        trial INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX recovery_runs_at ON recovery_runs (at_epoch);
+    CREATE TABLE evidence (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        at TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX evidence_fingerprint ON evidence (fingerprint, id);
     """,
 )
 
@@ -172,6 +205,78 @@ class SQLiteStore:
                     (fingerprint, limit),
                 ).fetchall()
             return [transition_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
+
+    async def recovery_record(self, result: RecoveryResult) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO recovery_runs (at, at_epoch, action, budget_key, fingerprint, rule, "
+                "target, outcome, attempts, duration_s, trial, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result.at.isoformat(),
+                    result.at.timestamp(),
+                    result.action,
+                    result.key,
+                    result.fingerprint,
+                    result.rule,
+                    result.target,
+                    result.outcome.value,
+                    result.attempts,
+                    result.duration_s,
+                    1 if result.trial else 0,
+                    result.detail,
+                ),
+            )
+
+        await self._call(write)
+
+    async def recovery_runs(self, since: datetime, key: str | None = None) -> list[RecoveryResult]:
+        """Runs at or after ``since`` (of one budget key, or all), oldest first."""
+
+        def read(db: sqlite3.Connection) -> list[RecoveryResult]:
+            sql = f"SELECT {_RECOVERY_COLUMNS} FROM recovery_runs WHERE at_epoch >= ?"
+            args: tuple[object, ...] = (since.timestamp(),)
+            if key is not None:
+                sql += " AND budget_key = ?"
+                args += (key,)
+            return [_recovery_result(row) for row in db.execute(sql + " ORDER BY id", args)]
+
+        return await self._call(read)
+
+    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]:
+        """The newest runs first."""
+
+        def read(db: sqlite3.Connection) -> list[RecoveryResult]:
+            rows = db.execute(
+                f"SELECT {_RECOVERY_COLUMNS} FROM recovery_runs ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [_recovery_result(row) for row in rows]
+
+        return await self._call(read)
+
+    async def evidence_record(self, fingerprint: str, at: datetime, data: dict[str, Any]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO evidence (fingerprint, at, data) VALUES (?, ?, ?)",
+                (fingerprint, at.isoformat(), json.dumps(data)),
+            )
+
+        await self._call(write)
+
+    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The snapshots taken when the alert ``fingerprint`` fired, newest first."""
+
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(
+                "SELECT data FROM evidence WHERE fingerprint = ? ORDER BY id DESC LIMIT ?",
+                (fingerprint, limit),
+            ).fetchall()
+            return [dict(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
@@ -342,6 +447,28 @@ class SQLiteStore:
             return new_id
 
         return await self._call(write)
+
+
+_RECOVERY_COLUMNS = (
+    "action, fingerprint, outcome, attempts, duration_s, detail, at, rule, target, "
+    "budget_key, trial"
+)
+
+
+def _recovery_result(row: Sequence[Any]) -> RecoveryResult:
+    return RecoveryResult(
+        action=row[0],
+        fingerprint=row[1],
+        outcome=RecoveryOutcome(row[2]),
+        attempts=int(row[3]),
+        duration_s=float(row[4]),
+        detail=row[5],
+        at=datetime.fromisoformat(row[6]),
+        rule=row[7],
+        target=row[8],
+        key=row[9],
+        trial=bool(row[10]),
+    )
 
 
 @contextmanager

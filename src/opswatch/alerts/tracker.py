@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from opswatch.model import (
@@ -75,9 +75,15 @@ class AlertTracker:
             return None
         return self._put(dataclasses.replace(alert, acked_by=by))
 
-    def update(self, evaluation: Evaluation, now: datetime) -> list[Transition]:
+    def update(
+        self, evaluation: Evaluation, now: datetime, *, remediating: Collection[str] = ()
+    ) -> list[Transition]:
         """Apply one run's evaluation; returns the transitions in a stable order: one per
-        finding that fired, changed severity or is due a reminder, then one per resolution."""
+        finding that fired, changed severity or is due a reminder, then one per resolution.
+
+        ``remediating``: fingerprints whose recovery is in progress: a run that no longer
+        finds them does not resolve them (the recovery's verification does, see
+        :meth:`recovered`)."""
         transitions: list[Transition] = []
         found: set[str] = set()
         for finding in evaluation.findings:
@@ -92,6 +98,7 @@ class AlertTracker:
             if fp not in found
             and alert.check == evaluation.check
             and alert.rule in evaluation.rules
+            and fp not in remediating
         ]
         for alert in sorted(gone, key=lambda a: (a.started_at, a.fingerprint)):
             del self._active[alert.fingerprint]
@@ -135,12 +142,15 @@ class AlertTracker:
             value=finding.value,
             last_seen_at=now,
         )
-        if finding.severity != alert.severity:
+        severity = finding.severity
+        if alert.escalated and severity.rank <= alert.severity.rank:
+            severity = alert.severity  # an escalated alert keeps its raised severity
+        if severity != alert.severity:
             # a rise re-arms reminders for an acknowledged alert; a fall keeps the ack
-            acked_by = None if finding.severity.rank > alert.severity.rank else alert.acked_by
+            acked_by = None if severity.rank > alert.severity.rank else alert.acked_by
             changed = self._put(
                 dataclasses.replace(
-                    seen, severity=finding.severity, last_notified_at=now, acked_by=acked_by
+                    seen, severity=severity, last_notified_at=now, acked_by=acked_by
                 )
             )
             return Transition(
@@ -156,9 +166,71 @@ class AlertTracker:
         self._put(seen)
         return None
 
+    # -- recovery (see recovery/runner.py): FIRING -> REMEDIATING -> RESOLVED or ESCALATED --
+
+    def begin_remediation(self, fingerprint: str) -> Alert | None:
+        """A recovery starts for the active alert: REMEDIATING (no reminders until it ends;
+        the caller passes it in ``update(remediating=...)`` while the recovery runs)."""
+        alert = self._active.get(fingerprint)
+        if alert is None:
+            return None
+        return self._put(dataclasses.replace(alert, state=AlertState.REMEDIATING))
+
+    def end_remediation(self, fingerprint: str) -> Alert | None:
+        """The recovery did nothing (skipped): back to FIRING, resolved by the rule as usual."""
+        alert = self._active.get(fingerprint)
+        if alert is None or alert.state is not AlertState.REMEDIATING:
+            return alert
+        return self._put(dataclasses.replace(alert, state=AlertState.FIRING))
+
+    def recovered(self, fingerprint: str, now: datetime, note: str) -> Transition | None:
+        """A verified recovery: the alert resolves, the transition carries ``note``."""
+        alert = self._active.pop(fingerprint, None)
+        if alert is None:
+            return None
+        resolved = dataclasses.replace(alert, state=AlertState.RESOLVED, resolved_at=now)
+        self._changed[alert.fingerprint, alert.started_at] = resolved
+        return Transition(
+            resolved, TransitionKind.RESOLVED, now, previous_state=alert.state, note=note
+        )
+
+    def escalate(self, fingerprint: str, now: datetime, note: str) -> Transition | None:
+        """A failed (or refused) recovery: severity one step up (kept against lower findings
+        until the alert resolves), FIRING, reminders re-armed; the transition carries
+        ``note``."""
+        alert = self._active.get(fingerprint)
+        if alert is None:
+            return None
+        escalated = self._put(
+            dataclasses.replace(
+                alert,
+                state=AlertState.FIRING,
+                severity=alert.severity.raised(),
+                escalated=True,
+                acked_by=None,
+                last_notified_at=now,
+            )
+        )
+        return Transition(
+            escalated,
+            TransitionKind.ESCALATED,
+            now,
+            previous_state=alert.state,
+            previous_severity=alert.severity,
+            note=note,
+        )
+
+    def mark_escalated(self, fingerprint: str) -> None:
+        """Restore the escalation of a loaded alert (the store keeps it in recovery history)."""
+        alert = self._active.get(fingerprint)
+        if alert is not None and not alert.escalated:
+            self._active[fingerprint] = dataclasses.replace(alert, escalated=True)
+
     def _reminder_due(self, alert: Alert, now: datetime) -> bool:
         interval = self._repeat.get(alert.severity)
         if interval is None or alert.acked_by is not None:
+            return False
+        if alert.state is AlertState.REMEDIATING:  # its outcome will be notified
             return False
         last = alert.last_notified_at or alert.started_at
         return now - last >= interval
