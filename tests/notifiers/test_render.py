@@ -7,8 +7,19 @@ from datetime import timedelta
 
 import pytest
 
+from opswatch.config import ConfigError, Env
 from opswatch.model import Severity, TransitionKind
-from opswatch.notifiers.render import format_duration, format_value, render
+from opswatch.notifiers.render import (
+    RenderOptions,
+    as_fallback,
+    fallback_note,
+    format_duration,
+    format_value,
+    is_fallback,
+    merge,
+    render,
+    views,
+)
 from tests.notifiers.conftest import T0, transition
 
 LATER = T0 + timedelta(minutes=12)
@@ -152,3 +163,78 @@ def test_durations_read_like_a_person_would_say_them(seconds: float, expected: s
 )  # fmt: skip
 def test_values_are_printed_without_float_noise(value: float, expected: str) -> None:
     assert format_value(value) == expected
+
+
+def test_a_reminder_after_hours_says_since_when_and_for_how_long_it_has_been_firing() -> None:
+    now = T0 + timedelta(hours=4, minutes=2)
+    group = [transition(kind=TransitionKind.REMINDER, at=now, started_at=T0)]
+
+    text = render(group, now).text
+
+    assert "still firing, for 4 h 2 min now" in text
+    assert "started: 2026-01-01T12:00:00Z" in text
+    (alert,) = views(group, now)
+    assert (alert.duration, alert.started) == ("4 h 2 min", "2026-01-01T12:00:00Z")
+
+
+def test_a_resolved_view_lasts_until_its_resolution_not_until_now() -> None:
+    resolved_at = T0 + timedelta(minutes=30)
+    group = [transition(kind=TransitionKind.RESOLVED, at=resolved_at, value=1.5)]
+
+    (alert,) = views(group, resolved_at + timedelta(hours=5))
+
+    assert alert.resolved
+    assert alert.duration == "30 min"
+    assert (alert.value_label, alert.value) == ("value at resolution", "1.5")
+
+
+def test_a_runbook_template_adds_a_link_per_alert() -> None:
+    options = RenderOptions.from_env(
+        Env({"OPSWATCH_RUNBOOK_URL": "https://wiki.example/runbooks/{rule}?src=opswatch"})
+    )
+
+    text = render([transition("disk_full")], T0, options).text
+
+    assert "runbook: https://wiki.example/runbooks/disk_full?src=opswatch" in text
+    assert "runbook" not in render([transition("disk_full")], T0).text
+
+
+@pytest.mark.parametrize(
+    "template", ["https://wiki.example/{rule}/{check}", "not a url {rule}", "https://x/{"]
+)
+def test_a_bad_runbook_template_is_a_config_error(template: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RenderOptions.from_env(Env({"OPSWATCH_RUNBOOK_URL": template}))
+
+    assert caught.value.variable == "OPSWATCH_RUNBOOK_URL"
+
+
+def test_merge_keeps_the_latest_transition_of_each_alert_and_words_it_as_of_then() -> None:
+    fired = render([transition("a"), transition("b")], T0)
+    resolved = render([transition("a", kind=TransitionKind.RESOLVED, at=LATER)], LATER)
+
+    merged = merge([fired, resolved])
+
+    assert [(t.alert.rule, t.kind) for t in merged.transitions] == [
+        ("a", TransitionKind.RESOLVED),
+        ("b", TransitionKind.FIRED),
+    ]
+    assert merged.title == "[FIRING:1] b on host"
+    assert "firing for 12 min" in merged.text  # b, as of the latest transition
+    assert merged.idempotency_key == merge([fired, resolved]).idempotency_key
+
+
+def test_a_fallback_copy_is_marked_and_keeps_the_idempotency_key() -> None:
+    original = render([transition()], T0)
+
+    copy = as_fallback(original, "slack:ops", "permanent error: channel_not_found")
+
+    assert is_fallback(copy)
+    assert not is_fallback(original)
+    assert copy.title == "[fallback] " + original.title
+    assert copy.idempotency_key == original.idempotency_key
+    assert fallback_note(copy) == (
+        "Sent to the fallback channel: delivery to slack:ops failed "
+        "(permanent error: channel_not_found)."
+    )
+    assert copy.text.endswith(original.text)

@@ -39,7 +39,7 @@ from opswatch.notifiers.http import (
     parse_retry_after,
     read_text,
 )
-from opswatch.notifiers.render import RenderOptions, format_value, is_resolved
+from opswatch.notifiers.render import RenderOptions, fallback_note, format_value, is_resolved
 
 URL_VAR = "OPSWATCH_WEBHOOK_URL"
 TIMEOUT_VAR = "OPSWATCH_WEBHOOK_TIMEOUT"
@@ -195,8 +195,10 @@ def parse_headers(value: Secret | None) -> dict[str, Secret]:
 
 def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
     """The Alertmanager webhook body (version 4) for one notification. A configured runbook
-    URL is the ``runbook_url`` annotation (Alertmanager's convention)."""
-    alerts = [_alert(t, options or RenderOptions()) for t in notification.transitions]
+    URL is the ``runbook_url`` annotation (Alertmanager's convention); a fallback copy
+    carries the ``fallback`` annotation saying which channel failed."""
+    note = fallback_note(notification)
+    alerts = [_alert(t, options or RenderOptions(), note) for t in notification.transitions]
     fingerprints = ",".join(sorted({t.alert.fingerprint for t in notification.transitions}))
     return {
         "version": "4",
@@ -217,7 +219,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _alert(transition: Transition, options: RenderOptions) -> dict[str, Any]:
+def _alert(transition: Transition, options: RenderOptions, note: str | None) -> dict[str, Any]:
     alert = transition.alert
     resolved = is_resolved(transition)
     labels = {"alertname": alert.rule, "severity": alert.severity.value, "check": alert.check}
@@ -231,6 +233,8 @@ def _alert(transition: Transition, options: RenderOptions) -> dict[str, Any]:
     runbook = options.runbook(alert.rule)
     if runbook is not None:
         annotations["runbook_url"] = runbook
+    if note is not None:
+        annotations["fallback"] = note
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
