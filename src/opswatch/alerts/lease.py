@@ -263,8 +263,16 @@ class CheckLeases:
         return Tenure.TAKEN
 
     def valid(self, check: str) -> bool:
+        if not self.lease.shared:
+            return True
         since = self._since.get(check)
         return since is not None and self._monotonic() - since < self.ttl / 2
+
+    def drop(self, check: str) -> None:
+        """Forget this tenure: the next grant counts as :attr:`Tenure.TAKEN` (a reload of the
+        check's state failed and must be tried again)."""
+        self._tokens.pop(check, None)
+        self._since.pop(check, None)
 
     def held(self) -> list[str]:
         return sorted(self._tokens)

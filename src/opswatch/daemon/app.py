@@ -20,7 +20,9 @@ from typing import Any
 
 import structlog
 
-from opswatch.alerts.store import CycleRecord, SQLiteStore
+from opswatch.alerts.lease import CheckLeases, LeaseError, Tenure
+from opswatch.alerts.state import StateStore, lease_ttl, open_lease, open_store
+from opswatch.alerts.store import CycleRecord, StoreError
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
@@ -84,6 +86,9 @@ class AppConfig:
             "check_timeout_s": s.check_timeout,
             "checks": list(s.checks),
             "state_path": str(s.state_path),
+            "state_url": None if s.state_url is None else str(s.state_url),
+            "state_schema": s.state_schema,
+            "lease_url": None if s.lease_url is None else str(s.lease_url),
             "api_listen": f"{s.api_listen[0]}:{s.api_listen[1]}",
             "log_format": s.log_format,
             "log_level": s.log_level,
@@ -162,7 +167,9 @@ class App:
         self.config = config
         self.settings = config.settings
         self._clock = clock
-        self.store = SQLiteStore(config.settings.state_path)
+        self.store: StateStore = open_store(config.settings)
+        # several replicas on one PostgreSQL store: one runs each check (README: replicas)
+        self.leases = CheckLeases(open_lease(config.settings, self.store), lease_ttl(self.settings))
         self.evaluator = RuleEvaluator(config.rules)
         self.tracker = AlertTracker(config.repeat_interval)
         self._retry_policy = retry_policy or RetryPolicy()
@@ -204,6 +211,7 @@ class App:
         configuration) can never resolve by itself: it is resolved here, and notified once.
         """
         await self.store.open()
+        await self.leases.lease.open()
         active = await self._adopt(await self.store.load_active())
         self.evaluator.seed(active)
         return active
@@ -216,7 +224,7 @@ class App:
         self.tracker.load(active)
         kept = {a.fingerprint for a in active}
         orphans = [a for a in alerts if a.fingerprint not in kept]
-        if orphans:
+        if orphans and await self._lead("orphans", status=False):
             now = self._clock()
             retired = [
                 Transition(
@@ -247,6 +255,8 @@ class App:
             active_alerts=len(active),
             channels=sorted(n.channel for n in self.config.notifiers),
             state_path=str(self.settings.state_path),
+            state_url=None if self.settings.state_url is None else str(self.settings.state_url),
+            replica=self.leases.lease.holder,
         )
         for name in self.config.unknown_variables:
             log.warning("config_unknown_variable", variable=name)
@@ -268,6 +278,10 @@ class App:
         for task in list(self._running_checks):
             task.cancel()
         await asyncio.gather(*self._running_checks, return_exceptions=True)
+        try:  # the other replicas take the checks over now rather than after a TTL
+            await self.leases.release_all()
+        except (LeaseError, StoreError) as exc:
+            log.warning("lease_release_failed", error=str(exc))
         # flush() delivers what it can within the grace, then ends Outbox.run() itself
         await self.outbox.flush(self.settings.shutdown_grace)
         for task in list(self._tasks):
@@ -280,6 +294,7 @@ class App:
             await collector.close()
         for notifier in self.config.notifiers:
             await notifier.close()
+        await self.leases.lease.close()
         await self.store.close()
         log.info("daemon_stopped")
 
@@ -397,7 +412,8 @@ class App:
 
     def _emitter(self, check: str) -> Any:
         async def emit(samples: list[Sample]) -> None:
-            await self.process(check, samples, None, 0.0, trigger="event")
+            if await self._lead(check):
+                await self.process(check, samples, None, 0.0, trigger="event")
 
         return emit
 
@@ -406,6 +422,59 @@ class App:
             await self.run_check(check)
 
         return job
+
+    # -- replicas -------------------------------------------------------------------------
+
+    async def _lead(self, check: str, *, status: bool = True) -> bool:
+        """Whether this replica runs ``check`` now: always alone (SQLite); with replicas, when
+        it holds the check's lease (renewed here, TTL = 3 intervals). On taking a check over
+        it first reloads the check's alerts from the store; while standby it forgets them
+        and reports the check as standby. A lease that cannot be reached counts as standby
+        but leaves the status alone, so /healthz turns unhealthy (the check is late)."""
+        try:
+            tenure = await self.leases.claim(check)
+        except (LeaseError, StoreError) as exc:
+            log.warning("lease_failed", check=check, error=str(exc))
+            self._forget(check)
+            return False
+        if tenure is Tenure.TAKEN:
+            try:
+                await self._take_over(check)
+            except BaseException:
+                self.leases.drop(check)  # reload again at the next run
+                raise
+        if tenure is not Tenure.STANDBY:
+            return True
+        self._forget(check)
+        if status:
+            now = self._clock()
+            self._statuses[check] = CheckStatus(check, now, 0.0, "standby: another replica", ())
+            async with self._ran:
+                self._runs[check] = self._runs.get(check, 0) + 1
+                self._ran.notify_all()
+            self._maybe_ready()
+        return False
+
+    async def _take_over(self, check: str) -> None:
+        """This replica runs ``check`` from now on: its alerts are the store's, not what this
+        replica remembers (another may have fired or resolved them meanwhile)."""
+        rules = self.evaluator.rule_names()
+        stored = [a for a in await self.store.load_active() if a.check == check and a.rule in rules]
+        self._forget(check, stored)
+        self.evaluator.seed(stored)
+        log.info("check_taken_over", check=check, active_alerts=len(stored))
+
+    def _forget(self, check: str, replacement: Sequence[Alert] = ()) -> None:
+        """Replace the tracker's alerts of ``check`` by ``replacement`` (the tracker is rebuilt,
+        as a reload does: it has no call to drop one check's alerts; between two runs it
+        holds no unrecorded change)."""
+        active = self.tracker.active()
+        others = [a for a in active if a.check != check]
+        if len(others) == len(active) and not replacement:
+            return
+        tracker = AlertTracker(self.config.repeat_interval)
+        tracker.load([*others, *replacement])
+        self.tracker = tracker
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -436,8 +505,10 @@ class App:
         task = asyncio.current_task()
         if task is not None:
             self._running_checks.add(task)
-        started = time.monotonic()
         try:
+            if not await self._lead(check):
+                return []
+            started = time.monotonic()
             samples, error = await self.collect(collector)
             return await self.process(check, samples, error, time.monotonic() - started)
         finally:
@@ -460,6 +531,10 @@ class App:
         interval), so an outage is confirmed in seconds. Only ``up = 0`` triggers it: a rule
         whose ``for`` is a duration (CPU for 10 min) keeps its meaning.
         """
+        if not self.leases.valid(check):  # the run stalled for half a lease TTL: drop it
+            log.warning("lease_lapsed", check=check, trigger=trigger)
+            self.leases.drop(check)
+            return []
         now = self._clock()
         evaluation: Evaluation = self.evaluator.evaluate(check, samples)
         transitions = self.tracker.update(evaluation, now)
