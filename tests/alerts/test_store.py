@@ -21,6 +21,8 @@ from opswatch.model import (
     Alert,
     AlertState,
     Notification,
+    RecoveryOutcome,
+    RecoveryResult,
     Severity,
     Transition,
     TransitionKind,
@@ -241,6 +243,50 @@ async def test_merging_rows_queues_one_row_and_ends_the_others(store: StateStore
     assert await store.outbox_merge([], "webhook:1", merged, NOW, later) is None
 
 
+def _run(at: datetime, key: str = "systemd:nginx", outcome: str = "succeeded") -> RecoveryResult:
+    return RecoveryResult(
+        action="systemd",
+        fingerprint=_alert().fingerprint,
+        outcome=RecoveryOutcome(outcome),
+        attempts=2,
+        duration_s=1.5,
+        detail="restarted nginx",
+        at=at,
+        rule="disk_full",
+        target="nginx",
+        key=key,
+        trial=outcome == "failed",
+    )
+
+
+async def test_recovery_runs_are_kept_per_budget_key_and_listed_newest_first(
+    store: StateStore,
+) -> None:
+    runs = [
+        _run(NOW),
+        _run(NOW + timedelta(minutes=1), "docker:web", "failed"),
+        _run(NOW + timedelta(minutes=2)),
+    ]
+    for run in runs:
+        await store.recovery_record(run)
+    assert await store.recovery_runs(NOW) == runs
+    assert await store.recovery_runs(NOW + timedelta(seconds=1)) == runs[1:]
+    assert await store.recovery_runs(NOW, "systemd:nginx") == [runs[0], runs[2]]
+    assert await store.recovery_history(2) == [runs[2], runs[1]]
+
+
+async def test_evidence_is_kept_per_alert_newest_first(store: StateStore) -> None:
+    fp = _alert().fingerprint
+    await store.evidence_record(fp, NOW, {"top": [["postgres", 97.5]]})
+    await store.evidence_record(fp, NOW, {"top": [], "note": "second"})
+    await store.evidence_record("other", NOW, {"x": 1})
+    assert await store.evidence(fp) == [
+        {"top": [], "note": "second"},
+        {"top": [["postgres", 97.5]]},
+    ]
+    assert await store.evidence(fp, 1) == [{"top": [], "note": "second"}]
+
+
 # -- PostgreSQL only: migrations ------------------------------------------------------------
 
 
@@ -296,6 +342,8 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_history",
         "opswatch_outbox",
         "opswatch_leases",
+        "opswatch_recovery_runs",
+        "opswatch_evidence",
     }
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from opswatch.alerts.lease import Lease, NoLease, PostgresLease, RedisLease, replica_id
 from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.config import Settings
-from opswatch.model import Alert, Notification, OutboxItem, Transition
+from opswatch.model import Alert, Notification, OutboxItem, RecoveryResult, Transition
 
 #: a lease lasts this many check intervals without renewal
 LEASE_INTERVALS = 3
@@ -37,6 +37,20 @@ class StateStore(Protocol):
     async def history(
         self, limit: int = 100, fingerprint: str | None = None
     ) -> list[Transition]: ...
+
+    async def recovery_record(self, result: RecoveryResult) -> None: ...
+
+    async def recovery_runs(
+        self, since: datetime, key: str | None = None
+    ) -> list[RecoveryResult]: ...
+
+    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]: ...
+
+    async def evidence_record(
+        self, fingerprint: str, at: datetime, data: dict[str, Any]
+    ) -> None: ...
+
+    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]: ...
 
     async def outbox_due(self, now: datetime, limit: int) -> Sequence[OutboxItem]: ...
 

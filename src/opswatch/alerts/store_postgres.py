@@ -15,7 +15,8 @@ Same method names and semantics as ``opswatch.alerts.store.SQLiteStore`` (both s
   replicas at once and one channel's rows keep their order. Finishing or postponing a row
   releases its claim and extends this replica's other claims; ``close`` releases them all.
   A replica's own claims stay visible to it (its outbox passes never overlap);
-* ``opswatch_leases`` holds the per-check leases of ``opswatch.alerts.lease.PostgresLease``.
+* ``opswatch_leases`` holds the per-check leases of ``opswatch.alerts.lease.PostgresLease``;
+* recovery runs (budgets) and evidence are shared too, so a budget holds across replicas.
 
 Row times (due, created, finished) are the caller's clock, as in SQLite; claim and lease
 expiry use the server's clock, the one clock every replica shares.
@@ -48,7 +49,14 @@ from opswatch.codec import (
     transition_from_json,
     transition_to_json,
 )
-from opswatch.model import Alert, Notification, OutboxItem, Transition
+from opswatch.model import (
+    Alert,
+    Notification,
+    OutboxItem,
+    RecoveryOutcome,
+    RecoveryResult,
+    Transition,
+)
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -94,6 +102,37 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at timestamptz NOT NULL
     );
     """,
+    # 2: recovery runs (results, budgets) and the evidence captured when an alert fired
+    """
+    CREATE TABLE opswatch_recovery_runs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        action text NOT NULL,
+        budget_key text NOT NULL,
+        fingerprint text NOT NULL,
+        rule text NOT NULL,
+        target text NOT NULL,
+        outcome text NOT NULL,
+        attempts integer NOT NULL,
+        duration_s double precision NOT NULL,
+        trial boolean NOT NULL DEFAULT false,
+        detail text NOT NULL
+    );
+    CREATE INDEX opswatch_recovery_runs_at ON opswatch_recovery_runs (at);
+    CREATE INDEX opswatch_recovery_runs_key ON opswatch_recovery_runs (budget_key, at);
+    CREATE TABLE opswatch_evidence (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        fingerprint text NOT NULL,
+        at timestamptz NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX opswatch_evidence_fingerprint ON opswatch_evidence (fingerprint, id);
+    """,
+)
+
+_RECOVERY_COLUMNS = (
+    "action, fingerprint, outcome, attempts, duration_s, detail, at, rule, target, "
+    "budget_key, trial"
 )
 
 _VERSION_TABLE = """
@@ -336,6 +375,60 @@ class PostgresStore:
             )
         return [transition_from_json(json.loads(row[0])) for row in rows]
 
+    # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
+
+    async def recovery_record(self, result: RecoveryResult) -> None:
+        await self.pool.execute(
+            "INSERT INTO opswatch_recovery_runs (at, action, budget_key, fingerprint, rule, "
+            "target, outcome, attempts, duration_s, trial, detail) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            result.at,
+            result.action,
+            result.key,
+            result.fingerprint,
+            result.rule,
+            result.target,
+            result.outcome.value,
+            result.attempts,
+            result.duration_s,
+            result.trial,
+            result.detail,
+        )
+
+    async def recovery_runs(self, since: datetime, key: str | None = None) -> list[RecoveryResult]:
+        """Runs at or after ``since`` (of one budget key, or all), oldest first."""
+        sql = f"SELECT {_RECOVERY_COLUMNS} FROM opswatch_recovery_runs WHERE at >= $1"
+        if key is None:
+            rows = await self.pool.fetch(sql + " ORDER BY id", since)
+        else:
+            rows = await self.pool.fetch(sql + " AND budget_key = $2 ORDER BY id", since, key)
+        return [_recovery_result(row) for row in rows]
+
+    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]:
+        """The newest runs first."""
+        rows = await self.pool.fetch(
+            f"SELECT {_RECOVERY_COLUMNS} FROM opswatch_recovery_runs ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [_recovery_result(row) for row in rows]
+
+    async def evidence_record(self, fingerprint: str, at: datetime, data: dict[str, Any]) -> None:
+        await self.pool.execute(
+            "INSERT INTO opswatch_evidence (fingerprint, at, data) VALUES ($1, $2, $3)",
+            fingerprint,
+            at,
+            json.dumps(data),
+        )
+
+    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The snapshots taken when the alert ``fingerprint`` fired, newest first."""
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_evidence WHERE fingerprint = $1 ORDER BY id DESC LIMIT $2",
+            fingerprint,
+            limit,
+        )
+        return [dict(json.loads(row[0])) for row in rows]
+
     # -- outbox ----------------------------------------------------------------------------
 
     async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
@@ -515,6 +608,22 @@ def _outbox_row(
         sorted({t.alert.fingerprint for t in notification.transitions}),
         created_at,
         due,
+    )
+
+
+def _recovery_result(row: Record) -> RecoveryResult:
+    return RecoveryResult(
+        action=row[0],
+        fingerprint=row[1],
+        outcome=RecoveryOutcome(row[2]),
+        attempts=int(row[3]),
+        duration_s=float(row[4]),
+        detail=row[5],
+        at=row[6],
+        rule=row[7],
+        target=row[8],
+        key=row[9],
+        trial=bool(row[10]),
     )
 
 
