@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 from tenacity import wait_none
 
+from opswatch.alerts.lease import CheckLeases
 from opswatch.alerts.store import CycleRecord
 from opswatch.alerts.store_postgres import PostgresStore
 from opswatch.config import Env
@@ -209,6 +210,43 @@ async def test_a_replica_taking_over_a_still_failing_target_does_not_fire_again(
         await a.stop()
         await b.stop()
     assert _statuses(webhook) == ["firing"]
+
+
+async def test_a_late_run_renews_the_lease_and_records_nothing_once_another_replica_has_it(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
+    clock = FakeMonotonic()
+    a.leases = CheckLeases(a.leases.lease, a.leases.ttl, monotonic=clock)
+    (collector,) = a.config.collectors[:1]
+    try:
+        await target.stop()
+        await a.run_check(CHECK)
+        samples, error = await a.collect(collector)
+        clock.now += a.leases.ttl  # a stalls (or verifies, or gets an event) much later...
+        (fired,) = await a.process(CHECK, samples, error, 0.0)  # ...still the holder: renewed
+        assert fired.kind is TransitionKind.FIRED
+        clock.now += a.leases.ttl
+        await _expire_leases(postgres_dsn, schema)
+        assert await b.run_check(CHECK) == []  # b took the check over, with a's alert
+        await target.start()
+        samples, error = await a.collect(collector)
+        assert await a.process(CHECK, samples, error, 0.0) == []  # not a's run any more
+        (resolved,) = await b.run_check(CHECK)
+        assert resolved.kind is TransitionKind.RESOLVED
+        await asyncio.gather(a.outbox.deliver_due(), b.outbox.deliver_due())
+    finally:
+        await a.stop()
+        await b.stop()
+    assert _statuses(webhook) == ["firing", "resolved"]
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_two_outboxes_on_one_store_send_every_row_once(

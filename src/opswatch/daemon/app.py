@@ -531,9 +531,10 @@ class App:
         interval), so an outage is confirmed in seconds. Only ``up = 0`` triggers it: a rule
         whose ``for`` is a duration (CPU for 10 min) keeps its meaning.
         """
-        if not self.leases.valid(check):  # the run stalled for half a lease TTL: drop it
-            log.warning("lease_lapsed", check=check, trigger=trigger)
-            self.leases.drop(check)
+        if not self.leases.valid(check) and not await self._lead(check, status=False):
+            # renewed over half a TTL ago (a stalled run, an event, a verification) and
+            # another replica holds the check now: the run is its, not ours
+            log.warning("lease_lost", check=check, trigger=trigger)
             return []
         now = self._clock()
         evaluation: Evaluation = self.evaluator.evaluate(check, samples)
