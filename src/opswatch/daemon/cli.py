@@ -22,7 +22,8 @@ from opswatch.daemon.reload import EnvironmentSource
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.daemon.status import api_url, status
 from opswatch.logging import configure_logging
-from opswatch.model import Finding, Sample
+from opswatch.model import Finding, Sample, utcnow
+from opswatch.notifiers.probe import probe, probe_notification, select
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the environment and print the effective configuration"
     )
     sub.add_parser("once", help="run every check once and print samples and findings")
+    test_notify = sub.add_parser(
+        "test-notify",
+        help="send a test message through each notification channel (exit 1 if one fails)",
+    )
+    test_notify.add_argument(
+        "channel", nargs="?", help="only this channel: a notifier name (slack) or channel id"
+    )
     status_parser = sub.add_parser(
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
@@ -61,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command == "status":
         return _status(api_url(config.settings.api_listen))
+    if command == "test-notify":
+        return _test_notify(config, args.channel)
     if command == "once":
         samples, findings = asyncio.run(run_once(config))
         print(_table(samples, findings))
@@ -78,6 +88,25 @@ def _status(url: str) -> int:
     report = status(url)
     print(report.text, file=sys.stderr if report.unreachable else sys.stdout)
     return report.exit_status
+
+
+def _test_notify(config: AppConfig, which: str | None) -> int:
+    """Send a test message through each channel (or ``which``) directly, not via the outbox;
+    print ``<channel>  ok`` or ``<channel>  error: <masked error>`` per channel."""
+    chosen = select(config.notifiers, which)
+    if not chosen:
+        configured = ", ".join(n.channel for n in config.notifiers) or "none"
+        wanted = f"no channel {which!r}" if which else "no notification channel"
+        print(
+            f"opswatch: configuration error: {wanted} (configured: {configured})", file=sys.stderr
+        )
+        return 2
+    notification = probe_notification(utcnow(), config.notify.delivery.render)
+    results = asyncio.run(probe(chosen, notification))
+    width = max(len(channel) for channel, _ in results)
+    for channel, error in results:
+        print(f"{channel.ljust(width)}  {'ok' if error is None else 'error: ' + error}")
+    return 1 if any(error is not None for _, error in results) else 0
 
 
 def _table(samples: Sequence[Sample], findings: Sequence[Finding]) -> str:
