@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import timedelta
 
@@ -238,3 +239,16 @@ def test_a_fallback_copy_is_marked_and_keeps_the_idempotency_key() -> None:
         "(permanent error: channel_not_found)."
     )
     assert copy.text.endswith(original.text)
+
+
+def test_what_recovery_did_and_the_evidence_are_part_of_the_text() -> None:
+    recovered = dataclasses.replace(
+        transition(kind=TransitionKind.RESOLVED, at=LATER),
+        note="auto-recovered in 12 s after 1 restart",
+        evidence=("top: postgres 93% CPU", "top: java 4% CPU"),
+    )
+
+    text = render([recovered], LATER).text
+
+    assert "  actions: auto-recovered in 12 s after 1 restart" in text
+    assert "  evidence:\n    top: postgres 93% CPU\n    top: java 4% CPU" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -311,3 +312,17 @@ def test_bad_slack_configuration_is_an_error_naming_the_variable_and_no_token(
 def test_slack_unconfigured_is_no_channel_and_registered_under_its_name() -> None:
     assert SlackNotifier.from_env(Env({})) == []
     assert NOTIFIERS["slack"] is SlackNotifier
+
+
+def test_actions_taken_and_evidence_are_shown_in_the_alert_section() -> None:
+    escalated = dataclasses.replace(
+        transition(kind=TransitionKind.ESCALATED, severity=Severity.CRITICAL, at=LATER),
+        note="recovery failed: systemctl restart exited 1",
+        evidence=("top: <defunct> 99% CPU",),
+    )
+
+    section = message(render([escalated], LATER), RenderOptions())["attachments"][0]["blocks"][0]
+
+    text = section["text"]["text"]
+    assert "*actions:* recovery failed: systemctl restart exited 1" in text
+    assert "```top: &lt;defunct&gt; 99% CPU```" in text

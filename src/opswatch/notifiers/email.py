@@ -286,10 +286,15 @@ def _alert_html(v: AlertView) -> str:
         rows.append(("labels", ", ".join(f"{k}={value}" for k, value in v.labels)))
     if v.acked_by:
         rows.append(("acknowledged by", v.acked_by))
+    if v.actions:
+        rows.append(("actions", v.actions))
     cells = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in rows)
     if v.runbook:
         link = f'<a href="{e(v.runbook)}">{e(v.runbook)}</a>'
         cells += f"<tr><th align=left>runbook</th><td>{link}</td></tr>"
+    if v.evidence:
+        evidence = e("\n".join(v.evidence))
+        cells += f"<tr><th align=left>evidence</th><td><pre>{evidence}</pre></td></tr>"
     title = f"{v.severity.value.upper()} {v.rule} on {v.check}: {v.summary}"
     return (
         f'<div style="border-left:6px solid {color};padding-left:8px;margin:12px 0">'

@@ -25,6 +25,7 @@ from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import AlertState, Notification, Severity, Transition, TransitionKind
 
 _MAX_RULES_IN_TITLE = 3
+_MAX_EVIDENCE_LINES = 20
 RUNBOOK_VAR = f"{PREFIX}RUNBOOK_URL"
 FALLBACK_MARK = "[fallback] "
 
@@ -80,6 +81,10 @@ class AlertView:
     runbook: str | None
     acked_by: str | None
     fingerprint: str
+    #: what automatic recovery did ("auto-recovered in 12 s after 1 restart"), if anything
+    actions: str | None = None
+    #: the snapshot taken when the alert fired (top processes, longest queries)
+    evidence: tuple[str, ...] = ()
 
 
 def render(
@@ -129,6 +134,8 @@ def view(transition: Transition, now: datetime, options: RenderOptions | None = 
         runbook=(options or RenderOptions()).runbook(alert.rule),
         acked_by=alert.acked_by,
         fingerprint=alert.fingerprint,
+        actions=transition.note,
+        evidence=transition.evidence[:_MAX_EVIDENCE_LINES],
     )
 
 
@@ -242,8 +249,13 @@ def _describe(v: AlertView) -> str:
     lines.append(f"  started: {v.started}")
     if v.acked_by:
         lines.append(f"  acknowledged by: {v.acked_by}")
+    if v.actions:
+        lines.append(f"  actions: {v.actions}")
     if v.runbook:
         lines.append(f"  runbook: {v.runbook}")
+    if v.evidence:
+        lines.append("  evidence:")
+        lines.extend(f"    {line}" for line in v.evidence)
     return "\n".join(lines)
 
 

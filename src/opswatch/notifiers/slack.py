@@ -287,8 +287,12 @@ def _section(v: AlertView) -> dict[str, Any]:
         )
     if v.acked_by:
         lines.append(f"*acknowledged by:* {_escape(v.acked_by)}")
+    if v.actions:
+        lines.append(f"*actions:* {_escape(v.actions)}")
     if v.runbook:
         lines.append(f"<{v.runbook}|Runbook>")
+    if v.evidence:
+        lines.append("```" + _escape("\n".join(v.evidence)) + "```")
     return {"type": "section", "text": _mrkdwn(_cut("\n".join(lines), _SECTION_CHARS))}
 
 

@@ -235,6 +235,8 @@ def _alert(transition: Transition, options: RenderOptions, note: str | None) -> 
         annotations["runbook_url"] = runbook
     if note is not None:
         annotations["fallback"] = note
+    if transition.note:
+        annotations["actions"] = transition.note
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
