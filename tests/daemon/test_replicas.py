@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 from tenacity import wait_none
 
 from opswatch.alerts.lease import CheckLeases
@@ -122,13 +123,7 @@ async def _two_apps(environ: dict[str, str]) -> tuple[App, App]:
 async def test_only_the_lease_holder_runs_a_check_and_the_other_stands_by(
     postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
 ) -> None:
-    environ = _environ(postgres_dsn, schema, target, webhook)
-    a, b = (
-        App(load_config(environ), retry_policy=FAST),
-        App(load_config(environ), retry_policy=FAST),
-    )
-    await a.open()
-    await b.open()
+    a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
     try:
         await target.stop()
         assert await a.run_check(CHECK) == []  # a takes the lease; http_down waits 2 cycles
@@ -149,16 +144,36 @@ async def test_only_the_lease_holder_runs_a_check_and_the_other_stands_by(
     assert _statuses(webhook) == ["firing"]
 
 
+@pytest.fixture(params=["postgres", "redis"])
+def lease_backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra environment: leases in the state store's table, or in Redis."""
+    if request.param == "postgres":
+        return {}
+    url: str = request.getfixturevalue("redis_url")
+    return {"OPSWATCH_LEASE_URL": url}
+
+
+async def _expire_all_leases(dsn: str, schema: str, backend: dict[str, str]) -> None:
+    if "OPSWATCH_LEASE_URL" not in backend:
+        await _expire_leases(dsn, schema)
+        return
+    client = Redis.from_url(backend["OPSWATCH_LEASE_URL"])
+    try:
+        keys = [k async for k in client.scan_iter(match=f"opswatch:lease:{schema}:*")]
+        assert keys
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 async def test_a_replica_taking_over_resolves_what_the_other_fired_exactly_once(
-    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+    postgres_dsn: str,
+    schema: str,
+    target: Receiver,
+    webhook: Receiver,
+    lease_backend: dict[str, str],
 ) -> None:
-    environ = _environ(postgres_dsn, schema, target, webhook)
-    a, b = (
-        App(load_config(environ), retry_policy=FAST),
-        App(load_config(environ), retry_policy=FAST),
-    )
-    await a.open()
-    await b.open()
+    a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook, **lease_backend))
     try:
         await target.stop()
         await a.run_check(CHECK)
@@ -166,7 +181,7 @@ async def test_a_replica_taking_over_resolves_what_the_other_fired_exactly_once(
         (fired,) = await a.run_check(CHECK)
         await a.outbox.deliver_due()
         await target.start()
-        await _expire_leases(postgres_dsn, schema)  # a stopped renewing (hung, killed)
+        await _expire_all_leases(postgres_dsn, schema, lease_backend)  # a stopped renewing
 
         (resolved,) = await b.run_check(CHECK)  # b reloads a's alert from the store first
         assert resolved.kind is TransitionKind.RESOLVED
@@ -190,13 +205,7 @@ async def test_a_replica_taking_over_resolves_what_the_other_fired_exactly_once(
 async def test_a_replica_taking_over_a_still_failing_target_does_not_fire_again(
     postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
 ) -> None:
-    environ = _environ(postgres_dsn, schema, target, webhook)
-    a, b = (
-        App(load_config(environ), retry_policy=FAST),
-        App(load_config(environ), retry_policy=FAST),
-    )
-    await a.open()
-    await b.open()
+    a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
     try:
         await target.stop()
         await a.run_check(CHECK)

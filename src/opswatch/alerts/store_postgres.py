@@ -190,7 +190,7 @@ SELECT min(CASE
     WHEN claimed_by IS NULL OR claimed_by = $1 OR claim_until <= clock_timestamp()
         THEN next_attempt_at
     ELSE greatest(next_attempt_at, claim_until)
-END)
+END), clock_timestamp() + make_interval(secs => $2)
 FROM opswatch_outbox WHERE state = 'pending'
 """
 
@@ -453,13 +453,12 @@ class PostgresStore:
     async def outbox_next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (for this replica), or None when nothing
         is pending; with ``poll_interval``, never later than that from now."""
-        async with self.pool.acquire() as conn:
-            due: datetime | None = await conn.fetchval(_NEXT_DUE, self.replica)
-            if self.poll_interval is None:
-                return due
-            poll: datetime = await conn.fetchval(
-                "SELECT clock_timestamp() + make_interval(secs => $1)", self.poll_interval
-            )
+        row = await self.pool.fetchrow(_NEXT_DUE, self.replica, self.poll_interval or 0.0)
+        assert row is not None  # an aggregate always gives a row
+        due: datetime | None = row[0]
+        if self.poll_interval is None:
+            return due
+        poll: datetime = row[1]
         return poll if due is None else min(due, poll)
 
     async def outbox_delivered(self, item_id: int, at: datetime) -> None:
