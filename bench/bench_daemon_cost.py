@@ -5,7 +5,7 @@ throwaway state file, the API on a free port), lets it run ``--seconds``, then r
 ``/proc/PID/stat`` (utime + stime, in clock ticks) and ``/proc/PID/status`` (VmRSS) and
 ``/proc/PID/smaps_rollup`` (Pss), and stops it with SIGTERM. Prints one line.
 
-    .venv/bin/python bench/bench_daemon_cost.py [--seconds 600] [--interval 30s]
+    .venv/bin/python -m bench.bench_daemon_cost [--seconds 600] [--interval 30s] [--quick]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -41,12 +42,15 @@ def _kib(path: Path, key: str) -> int:
     raise KeyError(key)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--interval", default="30s")
     parser.add_argument("--checks", default="host")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="40 s at a 5 s interval")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.interval = 40.0, "5s"
     with tempfile.TemporaryDirectory() as state:
         environ = {
             **{k: v for k, v in os.environ.items() if not k.startswith("OPSWATCH_")},

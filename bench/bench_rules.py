@@ -4,7 +4,7 @@ Each run is ``series`` label sets times 20 host metrics (half of them selected b
 with values drawn so that series debounce, fire, change severity and resolve. The samples are
 built before timing; only ``RuleEvaluator.evaluate`` is timed. Prints one line.
 
-    .venv/bin/python bench/bench_rules.py [--series 500] [--runs 50]
+    .venv/bin/python -m bench.bench_rules [--series 500] [--runs 50] [--quick]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from opswatch.config import Env
@@ -63,11 +64,14 @@ def build_runs(series: int, seed: int = 1) -> list[list[Sample]]:
     return runs
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=500)
     parser.add_argument("--runs", type=int, default=50)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="20 runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 20
 
     runs = build_runs(args.series)
     evaluator = RuleEvaluator(builtin_rules(Env({}), 30.0))
