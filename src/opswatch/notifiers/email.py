@@ -24,6 +24,7 @@ a certificate that fails verification or a missing STARTTLS/AUTH extension is pe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import ssl
@@ -164,17 +165,20 @@ class EmailNotifier:
     async def send(self, notification: Notification) -> None:
         server = self.server
         try:
-            await aiosmtplib.send(
-                self.compose(notification),
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password.reveal() if server.password else None,
-                use_tls=server.implicit_tls,
-                start_tls=server.starttls,
-                tls_context=server.tls,
-                timeout=self.timeout,
-            )
+            async with asyncio.timeout(self.timeout):  # the whole exchange, not each reply
+                await aiosmtplib.send(
+                    self.compose(notification),
+                    hostname=server.host,
+                    port=server.port,
+                    username=server.username,
+                    password=server.password.reveal() if server.password else None,
+                    use_tls=server.implicit_tls,
+                    start_tls=server.starttls,
+                    tls_context=server.tls,
+                    timeout=self.timeout,
+                )
+        except TimeoutError:  # ours, or aiosmtplib's SMTPTimeoutError for one reply
+            raise self._error(f"no answer within {self.timeout:g}s", permanent=False) from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             permanent = all(500 <= c < 600 for c in codes)
@@ -188,8 +192,6 @@ class EmailNotifier:
         except ssl.SSLCertVerificationError as exc:
             reason = exc.verify_message or "certificate verification failed"
             raise self._error(f"TLS: {reason}", permanent=True) from None
-        except aiosmtplib.SMTPTimeoutError:
-            raise self._error(f"no response within {self.timeout:g}s", permanent=False) from None
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected) as exc:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLCertVerificationError):

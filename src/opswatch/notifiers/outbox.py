@@ -334,7 +334,8 @@ class Outbox:
         """Hold the channel's fresh rows until the oldest is ``group_wait`` old, then merge
         them into one row. Returns the rows to deliver now, in order."""
         fresh = [i for i in items if i.attempts == 0 and not is_fallback(i.notification)]
-        rest = [i for i in items if i not in fresh]
+        fresh_ids = {i.id for i in fresh}
+        rest = [i for i in items if i.id not in fresh_ids]
         if not fresh:
             return rest
         oldest = min(i.created_at for i in fresh)
@@ -349,7 +350,7 @@ class Outbox:
         if len(fresh) == 1:
             return [*rest, *fresh]
         merged = merge([i.notification for i in fresh], self._options.render)
-        ids = [i.id for i in fresh]
+        ids = sorted(fresh_ids)
         new_id = await self._store.outbox_merge(ids, channel, merged, oldest, now)
         log.info(
             "notifications_grouped",
@@ -438,8 +439,7 @@ class Outbox:
                 permanent=error.permanent,
                 error=str(error),
             )
-            self.wake()
-            return None
+            return None  # the copies are due now: run() goes on at once
         if error.permanent:
             await self._store.outbox_failed(item.id, now, str(error))
             log.error(
