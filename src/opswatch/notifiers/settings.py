@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from opswatch.config import PREFIX, ConfigError, Env, mask_url
+from opswatch.config import PREFIX, Env, mask_url
 from opswatch.model import Clock, Notification, Transition, TransitionKind, utcnow
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.health import ChannelHealth, ChannelHealthCheck
@@ -50,13 +50,6 @@ class NotifySettings:
         cls, env: Env, notifiers: Sequence[Notifier], known_names: Collection[str]
     ) -> NotifySettings:
         refs = [ChannelRef(n.name, n.channel) for n in notifiers]
-        seen: set[str] = set()
-        for ref in refs:
-            if ref.channel in seen:
-                raise ConfigError(
-                    f"{PREFIX}{ref.name.upper()}_*", f"channel {ref.channel} is configured twice"
-                )
-            seen.add(ref.channel)
         routes = RouteTable.from_env(env, refs, known_names)
         delivery = DeliveryOptions(
             fallback=routes.fallback,
