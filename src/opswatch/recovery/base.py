@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import IO, ClassVar, Protocol
 
 import structlog
 
@@ -36,9 +37,6 @@ BASE_ENV: Mapping[str, str] = {
 }
 #: bytes of stdout/stderr kept from a program
 OUTPUT_LIMIT = 64 * 1024
-#: how long output is still read after the program exited (a child it left behind may hold
-#: the pipe open: a restart script that starts a daemon without closing its stdout)
-_OUTPUT_GRACE_S = 0.5
 #: between SIGTERM and SIGKILL of a timed-out process group
 _KILL_GRACE_S = 1.0
 
@@ -98,31 +96,27 @@ class SubprocessRunner:
             raise RecoveryError("empty command", transient=False)
         environment = {**BASE_ENV, **(env or {})}
         user = None if uid is None or uid == os.geteuid() else uid
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=environment,
-                start_new_session=True,
-                user=user,
-            )
-        except FileNotFoundError:
-            raise RecoveryError(f"{argv[0]}: no such program", transient=False) from None
-        except PermissionError:
-            raise RecoveryError(f"{argv[0]}: permission denied", transient=False) from None
-        except OSError as exc:
-            raise RecoveryError(
-                f"{argv[0]}: cannot start: {exc.strerror}", transient=True
-            ) from None
-        assert process.stdout is not None
-        assert process.stderr is not None
-        readers = (
-            asyncio.ensure_future(_read_limited(process.stdout)),
-            asyncio.ensure_future(_read_limited(process.stderr)),
-        )
-        try:
+        # Output goes to unnamed temporary files, not pipes: a daemon started by the program
+        # may keep its stdout open for ever, and a pipe would keep the run waiting for it.
+        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=environment,
+                    start_new_session=True,
+                    user=user,
+                )
+            except FileNotFoundError:
+                raise RecoveryError(f"{argv[0]}: no such program", transient=False) from None
+            except PermissionError:
+                raise RecoveryError(f"{argv[0]}: permission denied", transient=False) from None
+            except OSError as exc:
+                raise RecoveryError(
+                    f"{argv[0]}: cannot start: {exc.strerror}", transient=True
+                ) from None
             try:
                 async with asyncio.timeout(timeout):
                     exit_code = await process.wait()
@@ -131,27 +125,16 @@ class SubprocessRunner:
                 raise RecoveryError(
                     f"{os.path.basename(argv[0])} timed out after {timeout:g}s", transient=True
                 ) from None
-            done, _ = await asyncio.wait(readers, timeout=_OUTPUT_GRACE_S)
-            stdout, stderr = (task.result() if task in done else b"" for task in readers)
-        finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            if process.returncode is None:  # cancelled while waiting
-                await _kill_group(process)
-        return CommandResult(
-            exit_code,
-            stdout.decode("utf-8", "replace"),
-            stderr.decode("utf-8", "replace"),
-        )
+            finally:
+                if process.returncode is None:  # cancelled while waiting
+                    await _kill_group(process)
+            return CommandResult(exit_code, _read_limited(stdout), _read_limited(stderr))
 
 
-async def _read_limited(stream: asyncio.StreamReader) -> bytes:
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < OUTPUT_LIMIT:
-            kept += chunk[: OUTPUT_LIMIT - len(kept)]
-    return bytes(kept)
+def _read_limited(file: IO[bytes]) -> str:
+    """The first :data:`OUTPUT_LIMIT` bytes written to ``file``, decoded."""
+    file.seek(0)
+    return file.read(OUTPUT_LIMIT).decode("utf-8", "replace")
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -3,7 +3,9 @@
 Binding: ``command:<absolute program> [args...]`` (split like a shell would, with ``shlex``,
 but never run by one), e.g. ``OPSWATCH_RECOVERY_HTTP_DOWN_API=command:/usr/local/bin/restart-api
 --graceful``. The program must be listed in ``OPSWATCH_RECOVERY_ALLOW`` (comma-separated
-absolute paths); that is checked at start-up and again, on the resolved path, before each run.
+absolute paths); that is checked at start-up, and before each run the program must still
+resolve to the file an allow-listed path resolved to at start-up (a link swapped since is
+refused).
 
 The program runs in its own process group under the runner's per-attempt timeout (the group
 is killed when it expires), optionally as ``OPSWATCH_RECOVERY_COMMAND_UID`` (a user name or
@@ -49,7 +51,8 @@ class CommandAction:
     noun: ClassVar[str] = "command run"
 
     argv: tuple[str, ...]
-    allow: tuple[str, ...]
+    #: the allow-listed programs as resolved at start-up
+    allow: frozenset[str]
     uid: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -66,7 +69,8 @@ class CommandAction:
             raise ConfigError(
                 variable, f"{argv[0]} is not listed in {ALLOW_VAR} (absolute program paths)"
             )
-        return cls(argv, allow, _uid(env), _environment(env))
+        resolved = frozenset(os.path.realpath(p) for p in allow)
+        return cls(argv, resolved, _uid(env), _environment(env))
 
     def target(self, ctx: ActionContext) -> str:
         del ctx
@@ -100,10 +104,9 @@ class CommandAction:
         return described
 
 
-def _still_allowed(program: str, allow: tuple[str, ...]) -> bool:
-    """Whether ``program`` resolves to an allow-listed program (a symlink swapped since
-    start-up does not pass)."""
-    return os.path.realpath(program) in {os.path.realpath(p) for p in allow}
+def _still_allowed(program: str, allow: frozenset[str]) -> bool:
+    """Whether ``program`` still resolves to a program allowed at start-up."""
+    return os.path.realpath(program) in allow
 
 
 def _uid(env: Env) -> int | None:

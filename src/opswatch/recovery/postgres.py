@@ -6,9 +6,10 @@ database is the ``OPSWATCH_POSTGRES_TARGETS`` entry named by the alert's ``targe
 (the only one when there is one), so the collector's DSN and its role are reused: that role
 needs ``pg_signal_backend``.
 
-Every matching client backend is ended with ``pg_terminate_backend``, except: superusers'
-and replication roles' sessions, non-client backends (walsenders, autovacuum, ...), and
-opswatch's own sessions (``pg_backend_pid()`` and ``application_name = 'opswatch'``).
+Every matching client backend of the target's database is ended with
+``pg_terminate_backend``, except: superusers' and replication roles' sessions, non-client
+backends (walsenders, autovacuum, ...), and opswatch's own sessions (``pg_backend_pid()`` and
+``application_name = 'opswatch'``).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ TERMINATE_QUERY = """
 SELECT a.pid, a.usename::text AS usename, a.state,
        extract(epoch FROM now() - CASE WHEN a.state = 'active' THEN a.query_start
                                        ELSE a.state_change END)::float8 AS age,
-       pg_terminate_backend(a.pid) AS terminated
+       {terminate} AS terminated
 FROM pg_stat_activity a
 JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.backend_type = 'client backend'
+  AND a.datname = current_database()
   AND a.pid <> pg_backend_pid()
   AND coalesce(a.application_name, '') <> 'opswatch'
   AND NOT r.rolsuper
@@ -47,6 +49,10 @@ WHERE a.backend_type = 'client backend'
   )
 ORDER BY a.pid
 """
+#: PostgreSQL 14+ waits (up to 5 s) until the backend has exited, so that the verification
+#: that follows sees it gone
+_TERMINATE_WAITING = "pg_terminate_backend(a.pid, 5000)"
+_TERMINATE = "pg_terminate_backend(a.pid)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +107,11 @@ class PostgresAction:
                 server_settings={"application_name": APPLICATION_NAME},
             )
             try:
-                rows = await connection.fetch(
-                    TERMINATE_QUERY, idle, active, self.age_s, timeout=ctx.timeout
+                waits = connection.get_server_version().major >= 14
+                query = TERMINATE_QUERY.format(
+                    terminate=_TERMINATE_WAITING if waits else _TERMINATE
                 )
+                rows = await connection.fetch(query, idle, active, self.age_s, timeout=ctx.timeout)
             finally:
                 await connection.close(timeout=ctx.timeout)
         except asyncpg.InsufficientPrivilegeError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -26,6 +27,7 @@ GRACE_VAR = f"{PREFIX}RECOVERY_PROCESS_GRACE"
 MAX_VAR = f"{PREFIX}RECOVERY_PROCESS_MAX"
 MatchKind = Literal["name", "cmdline", "pidfile"]
 _KILL_WAIT_S = 2.0
+_POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +124,34 @@ class ProcessAction:
             )
         for process in matched:
             _signal(process, "terminate")
-        _, alive = psutil.wait_procs(matched, timeout=self.grace)
+        alive = _wait_gone(matched, self.grace)
         for process in alive:
             _signal(process, "kill")
-        _, survivors = psutil.wait_procs(alive, timeout=_KILL_WAIT_S)
+        survivors = _wait_gone(alive, _KILL_WAIT_S)
         if survivors:
             pids = ", ".join(str(p.pid) for p in survivors)
             raise RecoveryError(f"processes {pids} survived SIGKILL", transient=True)
         terminated = len(matched) - len(alive)
         detail = f"{plural(terminated, 'process')} terminated"
         return detail + (f", {len(alive)} killed after {self.grace:g}s" if alive else "")
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Blocking: the processes still running after at most ``timeout`` s. A zombie counts as
+    gone (it is dead; reaping it is its parent's business)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in processes if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(_POLL_S)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal(process: psutil.Process, how: Literal["terminate", "kill"]) -> None:
