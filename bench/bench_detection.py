@@ -6,9 +6,10 @@ HTTP services (``python -m http.server``, one child process each) twice: an ``ht
 (polled) and a ``process`` check on the service's pidfile (a pidfd: an event). Its webhook
 points at a receiver in this process.
 
-Once every check has run, each service is killed with SIGKILL at its own uniformly random
-moment within one interval (a random phase against the schedule; the kills are independent,
-since every target has its own job). The latency of each alert (``http_down``,
+Once every check has run, each service is killed with SIGKILL at its own random moment within
+one interval: a random phase against the schedule, stratified (kill k falls uniformly within
+the k-th 1/reps slice of the interval) so that few repetitions still cover every phase. The
+kills are independent, since every target has its own job. The latency of each alert (``http_down``,
 ``process_down``) is from the kill to the arrival of the webhook request announcing it.
 Expected for http: the wait for the next scheduled run (uniform over the interval), plus the
 retry interval (``http_down`` fires on the second failed run), plus delivery.
@@ -114,8 +115,11 @@ async def measure(interval: str, reps: int, seed: int) -> dict[str, list[float]]
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             await _wait_for_first_runs(daemon, api_port, 2 * reps)
-            # every job was added at start-up: the schedule's phase is the same for all of them
-            kills = sorted((rng.uniform(0, interval_s), i) for i in range(reps))
+            # Every job was added at start-up, so the schedule's phase is the same for all of
+            # them. Kill i falls at a uniformly random moment of its own 1/reps slice of the
+            # interval (stratified: random phases that cover the interval evenly).
+            order = rng.sample(range(reps), reps)
+            kills = [((k + rng.random()) * interval_s / reps, i) for k, i in enumerate(order)]
             started = time.monotonic()
             killed: dict[str, float] = {}
             for offset, i in kills:
