@@ -250,6 +250,20 @@ async def test_a_late_run_renews_the_lease_and_records_nothing_once_another_repl
     assert _statuses(webhook) == ["firing", "resolved"]
 
 
+async def test_a_reload_that_changes_the_interval_changes_the_lease_ttl(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    environ = _environ(postgres_dsn, schema, target, webhook, OPSWATCH_INTERVAL="10s")
+    app = App(load_config(environ), retry_policy=FAST)
+    await app.start()
+    try:
+        assert app.leases.ttl == 30
+        assert await app.reload({**environ, "OPSWATCH_INTERVAL": "20s"})
+        assert app.leases.ttl == 60
+    finally:
+        await app.stop()
+
+
 class FakeMonotonic:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -359,6 +359,7 @@ class App:
         # 3. swap (no await in between: a straggling job sees all old or all new parts)
         rules_changed = [r.describe() for r in config.rules] != self.evaluator.describe()
         self.config, self.settings = config, config.settings
+        self.leases.ttl = lease_ttl(self.settings)  # a lease outlives 3 of the new intervals
         self._collectors = {c.check: c for c in config.collectors}
         if rules_changed:  # else the evaluator keeps its debounce and hysteresis state
             self.evaluator = RuleEvaluator(config.rules)
