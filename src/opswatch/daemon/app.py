@@ -29,7 +29,7 @@ from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
 from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector, EventSource, up_sample
-from opswatch.config import PREFIX, ConfigError, Env, Settings
+from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings
 from opswatch.daemon.reload import ENV_FILE, keep_restart_only, restart_only_changes
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
@@ -38,6 +38,7 @@ from opswatch.model import (
     AlertState,
     Clock,
     Evaluation,
+    RecoveryResult,
     Sample,
     Severity,
     Transition,
@@ -50,6 +51,17 @@ from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.routing import META_RULE
 from opswatch.notifiers.settings import NotifySettings
+from opswatch.recovery.base import CommandRunner
+from opswatch.recovery.config import RECOVERY_PREFIX, RecoverySettings, target_key
+from opswatch.recovery.evidence import EvidenceSettings
+from opswatch.recovery.lifecycle import NullRecoveryStore, RecoveryStateStore, Remediation
+from opswatch.recovery.runner import (
+    RecoveryPolicy,
+    RecoveryRunner,
+    Sleep,
+    Verify,
+    alert_target,
+)
 from opswatch.rules.base import Rule
 from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.evaluator import RuleEvaluator
@@ -77,6 +89,10 @@ class AppConfig:
     repeat_interval: Mapping[Severity, float]
     unknown_variables: Sequence[str] = field(default_factory=tuple)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    recovery: RecoverySettings = field(default_factory=RecoverySettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
+    api_token: Secret | None = None
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -96,6 +112,8 @@ class AppConfig:
             "collectors": {c.check: c.describe() for c in self.collectors},
             "notifiers": {n.channel: n.describe() for n in self.notifiers},
             "notify": self.notify.describe(),
+            "recovery": self.recovery.describe(),
+            "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": list(self.unknown_variables),
@@ -146,9 +164,21 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
     }
     plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
-    unknown = env.unknown((*plugin_prefixes, f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE))
+    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
+    api_token = env.secret(f"{PREFIX}API_TOKEN")
+    known = (f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE, RECOVERY_PREFIX)
+    unknown = env.unknown((*plugin_prefixes, *known))
     return AppConfig(
-        settings, tuple(collectors), tuple(notifiers), tuple(rules), repeat, unknown, notify
+        settings,
+        tuple(collectors),
+        tuple(notifiers),
+        tuple(rules),
+        repeat,
+        unknown,
+        notify,
+        recovery=recovery,
+        evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
+        api_token=api_token,
     )
 
 
@@ -163,6 +193,9 @@ class App:
         retry_policy: RetryPolicy | None = None,
         systemd: SystemdNotifier | None = None,
         environ: Callable[[], Mapping[str, str]] | None = None,
+        command_runner: CommandRunner | None = None,
+        recovery_policy: RecoveryPolicy | None = None,
+        recovery_sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config = config
         self.settings = config.settings
@@ -201,6 +234,28 @@ class App:
         self._stop_requested = asyncio.Event()
         self._runs: dict[str, int] = {}
         self._ran = asyncio.Condition()
+        # recovery: results, budgets and evidence are kept in the state store
+        store = self.store
+        self.recovery_store = store if isinstance(store, RecoveryStateStore) else None
+        kept: RecoveryStateStore = self.recovery_store or NullRecoveryStore()
+        self.recovery = RecoveryRunner(
+            self._recovery_settings,
+            kept,
+            clock=clock,
+            commands=command_runner,
+            policy=recovery_policy,
+            sleep=recovery_sleep,
+        )
+        self.remediation = Remediation(
+            self.recovery,
+            tracker=lambda: self.tracker,
+            store=kept,
+            record=self._record,
+            verifier=self._verifier,
+            evidence=lambda: self.config.evidence,
+            clock=clock,
+        )
+        self._evaluations: dict[str, Evaluation] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -214,6 +269,12 @@ class App:
         await self.leases.lease.open()
         active = await self._adopt(await self.store.load_active())
         self.evaluator.seed(active)
+        if self.recovery_store is None and self.config.recovery.bindings:
+            log.error(
+                "recovery_disabled",
+                reason="this state store keeps no recovery history, so budgets cannot hold",
+            )
+        await self.remediation.restore(self.tracker.active())
         return active
 
     async def _adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
@@ -278,6 +339,7 @@ class App:
         for task in list(self._running_checks):
             task.cancel()
         await asyncio.gather(*self._running_checks, return_exceptions=True)
+        await self.remediation.cancel()  # interrupted runs are escalated at the next start
         try:  # the other replicas take the checks over now rather than after a TTL
             await self.leases.release_all()
         except (LeaseError, StoreError) as exc:
@@ -539,11 +601,16 @@ class App:
             return []
         now = self._clock()
         evaluation: Evaluation = self.evaluator.evaluate(check, samples)
-        transitions = self.tracker.update(evaluation, now)
+        remediating = self.remediation.in_progress
+        transitions = self.tracker.update(evaluation, now, remediating=remediating)
+        self._evaluations[check] = evaluation
         self._statuses[check] = CheckStatus(check, now, duration_s, error, tuple(samples))
         scheduled = duration_s if trigger == "schedule" else None
         self._check_stats.observe(check, scheduled, error is not None)
-        await self._record(check, transitions, self.tracker.take_changed(), now)
+        # evidence for fired alerts; bound ones become REMEDIATING (their FIRED may be held)
+        transitions, notify, claims = await self.remediation.intake(transitions)
+        await self._record(check, transitions, self.tracker.take_changed(), now, notify=notify)
+        self.remediation.start(claims)
         log.info(
             "collect_finished",
             check=check,
@@ -564,11 +631,19 @@ class App:
         return transitions
 
     async def _record(
-        self, check: str, transitions: list[Transition], changed: list[Alert], now: datetime
+        self,
+        check: str,
+        transitions: list[Transition],
+        changed: list[Alert],
+        now: datetime,
+        *,
+        notify: list[Transition] | None = None,
     ) -> None:
         """Persist changed alerts, transitions and their notifications in one transaction.
-        Notifications are routed by severity and grouped per channel (notifiers/settings.py)."""
-        outbox = await self.config.notify.rows(self.store, transitions, now)
+        Notifications are routed by severity and grouped per channel (notifiers/settings.py).
+        ``notify``: the transitions to notify, when not all of them (recovery holds some)."""
+        notified = transitions if notify is None else notify
+        outbox = await self.config.notify.rows(self.store, notified, now)
         active = [a for a in changed if a.state is not AlertState.RESOLVED]
         resolved = [t.alert.fingerprint for t in transitions if t.kind is TransitionKind.RESOLVED]
         try:
@@ -639,6 +714,96 @@ class App:
     async def alert_history(self, limit: int) -> list[Transition]:
         return await self.store.history(limit)
 
+    # -- recovery -------------------------------------------------------------------------
+
+    def _recovery_settings(self) -> RecoverySettings:
+        if self.recovery_store is None:  # no budgets without a store that keeps them
+            return replace(self.config.recovery, bindings=())
+        return self.config.recovery
+
+    def _verifier(self, alert: Alert) -> Verify:
+        """Re-run the check that fired (a full cycle: it is stored and may fire others); true
+        once its rule evaluated the alert's series and no longer finds it."""
+
+        async def verify() -> bool:
+            collector = self._collectors.get(alert.check)
+            if collector is None:
+                return False
+            started = time.monotonic()
+            samples, error = await self.collect(collector)
+            duration = time.monotonic() - started
+            await self.process(alert.check, samples, error, duration, trigger="verify")
+            return _cleared(self._evaluations.get(alert.check), alert.fingerprint)
+
+        return verify
+
+    def _probe(self, alert: Alert) -> Verify:
+        """Like :meth:`_verifier` but stores nothing (``opswatch recover`` beside a daemon)."""
+
+        async def probe() -> bool:
+            collector = self._collectors.get(alert.check)
+            if collector is None:
+                return False
+            samples, _ = await self.collect(collector)
+            return _cleared(self.evaluator.evaluate(alert.check, samples), alert.fingerprint)
+
+        return probe
+
+    async def wait_for_recoveries(self) -> None:
+        """Until every recovery in progress has been applied (for tests and tools)."""
+        await self.remediation.wait()
+
+    def api_token(self) -> Secret | None:
+        return self.config.api_token
+
+    async def recovery_actions(self) -> dict[str, Any]:
+        settings = self._recovery_settings()
+        budgets = await self.recovery.budgets()
+        return {
+            "dry_run": settings.dry_run,
+            "notify": settings.notify,
+            "budget": settings.budget.text,
+            "host": {
+                "executions_last_hour": await self.recovery.host_used(),
+                "max_per_hour": settings.max_per_hour,
+            },
+            "bindings": [
+                {
+                    **binding.describe(),
+                    "budget": {
+                        "key": state.key,
+                        "state": state.state,
+                        "used": state.used,
+                        "limit": state.limit,
+                        "left": state.allowed,
+                        "next_trial_at": None
+                        if state.next_trial_at is None
+                        else state.next_trial_at.isoformat(),
+                    },
+                }
+                for binding, state in budgets
+            ],
+        }
+
+    async def recovery_history(self, limit: int) -> list[RecoveryResult]:
+        return await self.remediation_store.recovery_history(limit)
+
+    async def alert_evidence(self, fingerprint: str) -> list[dict[str, Any]]:
+        return await self.remediation_store.evidence(fingerprint)
+
+    @property
+    def remediation_store(self) -> RecoveryStateStore:
+        return self.recovery_store or NullRecoveryStore()
+
+    async def run_recovery(
+        self, binding_id: str, target: str | None, *, dry_run: bool
+    ) -> RecoveryResult | None:
+        """An operator's run of a binding (None: no such binding)."""
+        binding = self._recovery_settings().binding(binding_id)
+        if binding is None:
+            return None
+        return await self.remediation.run_manual(binding, target, dry_run=dry_run)
+
     async def outbox_counts(self) -> Mapping[str, int]:
         return await self.store.outbox_counts()
 
@@ -650,3 +815,51 @@ class App:
 
     def failing_channels(self) -> frozenset[str]:
         return self.outbox.failing_channels()
+
+
+def _cleared(evaluation: Evaluation | None, fingerprint: str) -> bool:
+    """Whether ``evaluation`` saw the series ``fingerprint`` and its rule no longer finds."""
+    return (
+        evaluation is not None
+        and fingerprint in evaluation.observed
+        and all(f.fingerprint != fingerprint for f in evaluation.findings)
+    )
+
+
+async def recover_once(
+    config: AppConfig,
+    rule: str,
+    target: str | None,
+    *,
+    dry_run: bool,
+    command_runner: CommandRunner | None = None,
+) -> RecoveryResult | None:
+    """``opswatch recover RULE [--target T] [--dry-run]``: run the action bound to the rule
+    (and target) once from this process, under the same budget (kept in the state store) and
+    verified against the rule when its alert is active. The alert itself is left to the
+    daemon, which resolves it at its next run. None: nothing is bound to the rule."""
+    app = App(config, command_runner=command_runner)
+    binding = app._recovery_settings().binding_for(rule, target or "")
+    if binding is None:
+        return None
+    await app.store.open()
+    try:
+        alert = next(
+            (
+                a
+                for a in await app.store.load_active()
+                if a.rule == binding.rule
+                and (not target or target_key(alert_target(a)) == target_key(target))
+            ),
+            None,
+        )
+        verify = None
+        if alert is not None:
+            app.evaluator.seed([alert])
+            verify = app._probe(alert)
+        ctx = app.recovery.context(binding, alert, target or "")
+        return await app.recovery.run(binding, ctx, verify, dry_run=dry_run)
+    finally:
+        for collector in config.collectors:
+            await collector.close()
+        await app.store.close()

@@ -1,4 +1,5 @@
-"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once`` and ``status``.
+"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status`` and
+``recover``.
 
 Exit status: 0 on success, 2 on a configuration error (one line on stderr naming the
 variable), 1 on any other failure (for ``status``: the daemon is unhealthy or unreachable).
@@ -16,13 +17,13 @@ from collections.abc import Sequence
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon.app import App, AppConfig, load_config
+from opswatch.daemon.app import App, AppConfig, load_config, recover_once
 from opswatch.daemon.once import run_once
 from opswatch.daemon.reload import EnvironmentSource
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.daemon.status import api_url, status
 from opswatch.logging import configure_logging
-from opswatch.model import Finding, Sample, utcnow
+from opswatch.model import Finding, RecoveryOutcome, Sample, utcnow
 from opswatch.notifiers.probe import probe, probe_notification, select
 
 
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     test_notify.add_argument(
         "channel", nargs="?", help="only this channel: a notifier name (slack) or channel id"
     )
+    recover = sub.add_parser(
+        "recover",
+        help="run the recovery action bound to a rule once (same budget; exit 1 unless it "
+        "succeeded or was a dry run)",
+    )
+    recover.add_argument("rule", help="the rule whose binding runs, e.g. http_down")
+    recover.add_argument("--target", help="the target (for a per-target binding or a database)")
+    recover.add_argument("--dry-run", action="store_true", help="print what would run; run nothing")
     status_parser = sub.add_parser(
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
@@ -71,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(api_url(config.settings.api_listen))
     if command == "test-notify":
         return _test_notify(config, args.channel)
+    if command == "recover":
+        return _recover(config, args.rule, args.target, dry_run=args.dry_run)
     if command == "once":
         samples, findings = asyncio.run(run_once(config))
         print(_table(samples, findings))
@@ -82,6 +93,26 @@ def _run(config: AppConfig, source: EnvironmentSource) -> int:
     configure_logging(config.settings.log_format, config.settings.log_level)
     app = App(config, systemd=SystemdNotifier.from_env(os.environ), environ=source.load)
     return asyncio.run(app.serve())
+
+
+def _recover(config: AppConfig, rule: str, target: str | None, *, dry_run: bool) -> int:
+    """Print ``<outcome>: <detail>`` (logs go to stderr)."""
+    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
+    if rule not in {r.name for r in config.rules}:
+        print(f"opswatch: no rule named {rule!r}", file=sys.stderr)
+        return 2
+    result = asyncio.run(recover_once(config, rule, target, dry_run=dry_run))
+    if result is None:
+        where = f" (target {target})" if target else ""
+        print(f"opswatch: no recovery action is bound to {rule}{where}", file=sys.stderr)
+        return 2
+    print(f"{result.outcome.value}: {result.detail}")
+    print(
+        f"  action {result.action} on {result.key}, {result.attempts} attempt(s), "
+        f"{result.duration_s:.1f} s"
+    )
+    ok = result.outcome in (RecoveryOutcome.SUCCEEDED, RecoveryOutcome.SKIPPED_DRY_RUN)
+    return 0 if ok else 1
 
 
 def _status(url: str) -> int:

@@ -76,7 +76,7 @@ class RecoveryPolicy:
 
     attempts: int = 3
     total_seconds: float = 600.0
-    wait: WaitBaseT = field(default_factory=lambda: wait_exponential_jitter(initial=2, max=30))
+    wait: WaitBaseT = field(default_factory=lambda: wait_exponential_jitter(multiplier=2, max=30))
     attempt_timeout: float = 60.0
 
     def __post_init__(self) -> None:
