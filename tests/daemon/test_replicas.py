@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,7 @@ from opswatch.model import (
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier
+from opswatch.recovery.base import CommandResult
 from tests.conftest import free_port
 from tests.peers import Receiver
 from tests.pgschema import fresh_schema
@@ -248,6 +249,108 @@ async def test_a_late_run_renews_the_lease_and_records_nothing_once_another_repl
         await a.stop()
         await b.stop()
     assert _statuses(webhook) == ["firing", "resolved"]
+
+
+class GatedRunner:
+    """A recovery command runner that records each call and answers when the test says."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.called = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        timeout: float,  # noqa: ASYNC109 - the runner protocol's
+        env: Mapping[str, str] | None = None,
+        uid: int | None = None,
+    ) -> CommandResult:
+        self.calls.append(list(argv))
+        self.called.set()
+        await self.release.wait()
+        return CommandResult(0, "", "")
+
+
+async def _no_sleep(seconds: float) -> None:
+    del seconds
+
+
+async def test_a_recovery_runs_once_and_a_replica_starting_meanwhile_leaves_it_alone(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    environ = _environ(
+        postgres_dsn,
+        schema,
+        target,
+        webhook,
+        OPSWATCH_RECOVERY_HTTP_DOWN_API="command:/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_ALLOW="/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_VERIFY_FOR="2s",
+    )
+    runners = (GatedRunner(), GatedRunner())
+    a, b = (
+        App(load_config(environ), retry_policy=FAST, command_runner=r, recovery_sleep=_no_sleep)
+        for r in runners
+    )
+    await a.open()
+    try:
+        await target.stop()
+        await a.run_check(CHECK)
+        (fired,) = await a.run_check(CHECK)  # a starts the recovery: REMEDIATING
+        await b.open()  # a replica starting now must not escalate a's recovery in progress
+        assert await b.run_check(CHECK) == []
+        await target.start()
+        runners[0].release.set()
+        await a.wait_for_recoveries()
+        assert await b.run_check(CHECK) == []
+    finally:
+        await a.stop()
+        await b.stop()
+    assert [len(r.calls) for r in runners] == [1, 0]
+    history = await _query(postgres_dsn, schema, "SELECT kind FROM opswatch_history ORDER BY id")
+    assert [r["kind"] for r in history] == ["fired", "resolved"]
+    runs = await _query(postgres_dsn, schema, "SELECT outcome FROM opswatch_recovery_runs")
+    assert [r["outcome"] for r in runs] == ["succeeded"]
+    assert fired.alert.fingerprint
+
+
+async def test_a_recovery_cut_short_on_one_replica_is_escalated_once_by_the_one_taking_over(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    environ = _environ(
+        postgres_dsn,
+        schema,
+        target,
+        webhook,
+        OPSWATCH_RECOVERY_HTTP_DOWN_API="command:/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_ALLOW="/usr/local/bin/restart-api",
+    )
+    runners = (GatedRunner(), GatedRunner())
+    a, b = (
+        App(load_config(environ), retry_policy=FAST, command_runner=r, recovery_sleep=_no_sleep)
+        for r in runners
+    )
+    await a.open()
+    await b.open()
+    try:
+        await target.stop()
+        await a.run_check(CHECK)
+        await a.run_check(CHECK)  # fired: a's recovery hangs
+        await asyncio.wait_for(runners[0].called.wait(), WAIT_S)
+        assert await b.run_check(CHECK) == []
+    finally:
+        await a.stop()  # cuts the recovery short and hands the check over
+    try:
+        await b.run_check(CHECK)  # takes the check over: escalates the interrupted recovery
+        await b.run_check(CHECK)
+        (alert,) = b.active_alerts()
+        assert alert.state is AlertState.FIRING
+    finally:
+        await b.stop()
+    assert [len(r.calls) for r in runners] == [1, 0]
+    history = await _query(postgres_dsn, schema, "SELECT kind FROM opswatch_history ORDER BY id")
+    assert [r["kind"] for r in history] == ["fired", "escalated"]
 
 
 async def test_a_reload_that_changes_the_interval_changes_the_lease_ttl(

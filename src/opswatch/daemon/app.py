@@ -274,7 +274,8 @@ class App:
                 "recovery_disabled",
                 reason="this state store keeps no recovery history, so budgets cannot hold",
             )
-        await self.remediation.restore(self.tracker.active())
+        if not self.leases.lease.shared:  # replicas: per check, by the one taking it over
+            await self.remediation.restore(self.tracker.active())
         return active
 
     async def _adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
@@ -525,6 +526,8 @@ class App:
         stored = [a for a in await self.store.load_active() if a.check == check and a.rule in rules]
         self._forget(check, stored)
         self.evaluator.seed(stored)
+        # a recovery left REMEDIATING by the previous holder (killed, stopped) is escalated
+        await self.remediation.restore(stored)
         log.info("check_taken_over", check=check, active_alerts=len(stored))
 
     def _forget(self, check: str, replacement: Sequence[Alert] = ()) -> None:
