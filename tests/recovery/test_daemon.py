@@ -196,7 +196,7 @@ async def test_a_service_that_never_comes_back_escalates_then_the_budget_blocks_
         last = (await notifications(second))[-1]
         assert kinds([last]) == [["escalated"]]
         assert (
-            "actions: recovery skipped: budget: budget of command:/bin/true exhausted "
+            "actions: recovery skipped: budget: budget of command:/bin/true @api exhausted "
             "(3 of 3/30m used)" in last.text
         )
     finally:

@@ -73,8 +73,11 @@ class CommandAction:
         return cls(argv, resolved, _uid(env), _environment(env))
 
     def target(self, ctx: ActionContext) -> str:
-        del ctx
-        return shlex.join(self.argv)
+        """The command and the alert's target: a rule-wide binding runs one script for
+        every target (telling it which in ``OPSWATCH_ALERT_TARGET``), and each target keeps
+        its own lock and budget."""
+        joined = shlex.join(self.argv)
+        return f"{joined} @{ctx.target}" if ctx.target else joined
 
     def plan(self, ctx: ActionContext) -> str:
         del ctx

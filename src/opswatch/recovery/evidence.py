@@ -135,7 +135,8 @@ class EvidenceSettings:
     enabled: bool = True
     #: ``OPSWATCH_POSTGRES_TARGETS``, for the longest queries of a postgres alert
     postgres: Mapping[str, Secret] = field(default_factory=dict)
-    cpu_window_s: float = 0.2
+    #: CPU use is measured over this window; it delays a firing alert's notification as much
+    cpu_window_s: float = 0.1
     timeout_s: float = 3.0
 
     @classmethod
