@@ -5,6 +5,7 @@ recoveries awaited (``wait_for_recoveries``), verification never sleeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -415,3 +416,51 @@ def test_the_recover_command_dry_run_prints_the_plan_and_runs_nothing(tmp_path: 
     assert real.stdout.startswith("succeeded: restart-api exited 0 (not verified")
     assert marker.exists()
     assert recover("disk_full").returncode == 2
+
+
+async def test_an_operator_run_for_an_escalated_alert_is_verified_and_resolves_it(
+    target: Receiver, tmp_path: Path
+) -> None:
+    class SecondTimeLucky(Restarter):
+        async def run(
+            self,
+            argv: Sequence[str],
+            timeout: float,  # noqa: ASYNC109
+            env: Mapping[str, str] | None = None,
+            uid: int | None = None,
+        ) -> CommandResult:
+            self.fix = bool(self.calls)
+            return await super().run(argv, timeout, env, uid)
+
+    commands = SecondTimeLucky(target)
+    env = quiet_env(tmp_path, target, OPSWATCH_API_TOKEN="t0k")
+    daemon = App(
+        load_config(env),
+        recovery_policy=dataclasses.replace(POLICY, attempts=1),
+        recovery_sleep=no_sleep,
+        command_runner=commands,
+    )
+    await daemon.open()
+    await daemon.api.start()
+    try:
+        await target.stop()
+        fired = await fire(daemon)
+        await daemon.wait_for_recoveries()
+        alert = daemon.tracker.get(fired.alert.fingerprint)
+        assert alert is not None
+        assert alert.escalated
+        url = f"http://127.0.0.1:{daemon.api.port}/api/v1/recovery/http_down:api/run"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, headers=_bearer("t0k")) as response,
+        ):
+            assert response.status == 200
+            result = await response.json()
+        assert result["outcome"] == "succeeded"
+        assert result["detail"] == "restart-api exited 0; verified"
+        assert daemon.active_alerts() == []
+        last = (await notifications(daemon))[-1]
+        assert kinds([last]) == [["resolved"]]
+        assert "actions: auto-recovered in " in last.text
+    finally:
+        await daemon.stop()
