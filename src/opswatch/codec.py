@@ -47,6 +47,7 @@ def alert_to_json(alert: Alert) -> JSON:
         "resolved_at": _time(alert.resolved_at),
         "last_notified_at": _time(alert.last_notified_at),
         "acked_by": alert.acked_by,
+        "escalated": alert.escalated,
     }
 
 
@@ -65,6 +66,7 @@ def alert_from_json(data: JSON) -> Alert:
         resolved_at=_parse_time(data["resolved_at"]),
         last_notified_at=_parse_time(data["last_notified_at"]),
         acked_by=data["acked_by"],
+        escalated=bool(data.get("escalated", False)),  # absent in rows of 0.1.0
     )
 
 
@@ -79,6 +81,8 @@ def transition_to_json(transition: Transition) -> JSON:
         "previous_severity": None
         if transition.previous_severity is None
         else transition.previous_severity.value,
+        "note": transition.note,
+        "evidence": list(transition.evidence),
     }
 
 
@@ -93,6 +97,8 @@ def transition_from_json(data: JSON) -> Transition:
         previous_severity=None
         if data["previous_severity"] is None
         else Severity(data["previous_severity"]),
+        note=data.get("note"),  # absent in rows written before recovery existed
+        evidence=tuple(data.get("evidence", ())),
     )
 
 
