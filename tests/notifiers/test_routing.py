@@ -77,6 +77,14 @@ def test_a_firing_goes_to_the_route_of_its_severity() -> None:
     assert channels_for(fired, table(), {}) == {HOOK}
 
 
+def test_an_escalation_goes_to_the_critical_route_even_from_info() -> None:
+    routes = table(OPSWATCH_ROUTE_WARNING="webhook", OPSWATCH_ROUTE_CRITICAL="slack,email")
+    escalated = transition(severity=Severity.WARNING, kind=TransitionKind.ESCALATED)
+    notified = {escalated.alert.fingerprint: frozenset({HOOK})}
+
+    assert channels_for(escalated, routes, notified) == {HOOK, SLACK, MAIL}
+
+
 def test_a_resolution_follows_the_channels_its_alert_was_notified_on() -> None:
     resolved = transition(severity=Severity.INFO, kind=TransitionKind.RESOLVED)
     notified = {resolved.alert.fingerprint: frozenset({HOOK, SLACK})}

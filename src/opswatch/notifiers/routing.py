@@ -86,7 +86,10 @@ def channels_for(
     alert = transition.alert
     configured = frozenset(table.channels)
     known = notified.get(alert.fingerprint, frozenset()) & configured
-    routed = table.route(alert.severity)
+    severity = alert.severity
+    if transition.kind is TransitionKind.ESCALATED and severity.rank < Severity.CRITICAL.rank:
+        severity = Severity.CRITICAL  # a failed recovery wakes whoever critical alerts wake
+    routed = table.route(severity)
     if transition.kind in (TransitionKind.REMINDER, TransitionKind.RESOLVED):
         chosen = known or routed
     else:
