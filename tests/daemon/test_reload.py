@@ -20,7 +20,12 @@ from tenacity import wait_none
 
 from opswatch.config import ConfigError
 from opswatch.daemon.app import App, load_config
-from opswatch.daemon.reload import EnvironmentSource, parse_env_file
+from opswatch.daemon.reload import (
+    EnvironmentSource,
+    keep_restart_only,
+    parse_env_file,
+    restart_only_changes,
+)
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.conftest import free_port
@@ -102,6 +107,20 @@ def test_env_file_overrides_the_process_and_a_removed_line_is_unset(tmp_path: Pa
 def test_a_leading_dash_makes_a_missing_env_file_count_as_empty(tmp_path: Path) -> None:
     process = {"OPSWATCH_ENV_FILE": f"-{tmp_path / 'absent'}", "OPSWATCH_INTERVAL": "7s"}
     assert EnvironmentSource(process).load() == process
+
+
+def test_a_reload_cannot_move_the_state_store_or_lease_and_says_so() -> None:
+    old = load_config({"OPSWATCH_STATE_URL": "postgresql://u:pw@db1/opswatch"}).settings
+    new = load_config(
+        {
+            "OPSWATCH_STATE_URL": "postgresql://u:pw@db2/opswatch",
+            "OPSWATCH_LEASE_URL": "redis://127.0.0.1:6379/1",
+            "OPSWATCH_INTERVAL": "10s",
+        }
+    ).settings
+    assert restart_only_changes(old, new) == ["OPSWATCH_STATE_URL", "OPSWATCH_LEASE_URL"]
+    kept = keep_restart_only(old, new)
+    assert (kept.state_url, kept.lease_url, kept.interval) == (old.state_url, None, 10.0)
 
 
 def test_without_an_env_file_the_process_environment_is_used_as_is() -> None:

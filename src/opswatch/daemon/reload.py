@@ -42,6 +42,9 @@ _DOUBLE_ESCAPES = frozenset('"\\$`')
 #: settings a reload cannot change (the store and listener stay open; logging is set up once)
 RESTART_ONLY: Mapping[str, str] = {
     "state_path": f"{PREFIX}STATE_PATH",
+    "state_url": f"{PREFIX}STATE_URL",
+    "state_schema": f"{PREFIX}STATE_SCHEMA",
+    "lease_url": f"{PREFIX}LEASE_URL",
     "api_listen": f"{PREFIX}API_LISTEN",
     "log_format": f"{PREFIX}LOG_FORMAT",
     "log_level": f"{PREFIX}LOG_LEVEL",
