@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 REQUIRE_SERVICES = os.environ.get("OPSWATCH_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 
@@ -50,6 +52,13 @@ class ManualClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that runs ``main()`` configures logging onto its captured streams: undo it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -42,7 +42,10 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=True,
+        # Not cached: a cached module-level logger would keep writing to the stream of the
+        # first configuration (``opswatch recover`` logs to stderr); a few lines per cycle
+        # make the lookup cost nothing.
+        cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (APScheduler, asyncio) go to stderr at warning+.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
