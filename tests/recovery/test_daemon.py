@@ -144,6 +144,8 @@ async def test_a_killed_service_is_restarted_by_a_command_and_resolves_as_auto_r
         assert "auto-recovered in " in sent[1].text
         assert "after 1 command run" in sent[1].text
         assert await daemon.alert_evidence(fired.alert.fingerprint)
+        exposition = (await daemon.metrics.render()).decode()
+        assert 'opswatch_recovery_total{action="command",outcome="succeeded"} 1.0' in exposition
     finally:
         await daemon.stop()
 

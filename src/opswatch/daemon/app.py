@@ -25,7 +25,12 @@ from opswatch.alerts.state import StateStore, lease_ttl, open_lease, open_store
 from opswatch.alerts.store import CycleRecord, StoreError
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
-from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
+from opswatch.api.metrics import (
+    CheckCounters,
+    CheckStats,
+    MetricsExporter,
+    recovery_families,
+)
 from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector, EventSource, up_sample
@@ -219,6 +224,7 @@ class App:
         self.scheduler = Scheduler(config.settings.interval, clock)
         self._check_stats = CheckStats()
         self.metrics = MetricsExporter(self)
+        self.metrics.add(lambda: recovery_families(self.recovery.outcomes))
         host, port = config.settings.api_listen
         self.api = ApiServer(self, host, port, self.metrics)
         self._systemd = systemd or SystemdNotifier(None)

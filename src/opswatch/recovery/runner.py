@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -183,6 +184,8 @@ class RecoveryRunner:
         self._policy = policy
         self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
+        #: runs finished by this process, per (action, outcome), for ``/metrics``
+        self.outcomes: Counter[tuple[str, str]] = Counter()
         #: executions reserved by runs in progress (counted against the host-wide cap)
         self._reserved: dict[str, int] = {}
 
@@ -265,6 +268,7 @@ class RecoveryRunner:
                     binding, ctx, key=key, verify=verify, dry_run=dry_run, started=started
                 )
         await self._store.recovery_record(result)
+        self.outcomes[(binding.action.name, result.outcome.value)] += 1
         log.info(
             "recovery_finished",
             action=binding.action.name,
