@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._common import http_server, machine, port_open, quiet_logging
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 
 
 @dataclass

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench._common import http_server, machine, percentile, quiet_logging, rss_mib
-from opswatch.daemon.app import App, AppConfig, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.model import Transition
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from opswatch.collectors import COLLECTORS
 from opswatch.config import ConfigError, Env, Secret, mask_url, target_variable
-from opswatch.daemon.app import load_config
 from opswatch.daemon.cli import main
+from opswatch.daemon.configure import load_config
 
 BAD_VALUES = [
     ("OPSWATCH_INTERVAL", "often"),

@@ -11,8 +11,8 @@ from opswatch.alerts.lease import NoLease, PostgresLease, RedisLease
 from opswatch.alerts.state import lease_ttl, open_lease, open_store
 from opswatch.alerts.store import SQLiteStore
 from opswatch.alerts.store_postgres import PostgresStore
-from opswatch.daemon.app import load_config
 from opswatch.daemon.cli import main
+from opswatch.daemon.configure import load_config
 
 URL = "postgresql://opswatch:hunter2@db.example:5432/ops"
 

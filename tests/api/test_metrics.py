@@ -26,7 +26,8 @@ from opswatch.api.metrics import (
 from opswatch.api.routes import CheckStatus
 from opswatch.collectors.base import Collector
 from opswatch.config import Env
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 from opswatch.model import Clock, Sample
 from tests.peers import Receiver
 

@@ -13,8 +13,9 @@ from structlog.testing import capture_logs
 
 from opswatch.collectors.base import Collector
 from opswatch.config import Env
-from opswatch.daemon.app import App, AppConfig, load_config
+from opswatch.daemon.app import App
 from opswatch.daemon.cli import main
+from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.model import Clock, Sample
 from tests.conftest import ManualClock
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from tenacity import wait_none
 
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.peers import Receiver
 

@@ -19,7 +19,8 @@ from structlog.testing import capture_logs
 from tenacity import wait_none
 
 from opswatch.config import ConfigError
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 from opswatch.daemon.reload import (
     EnvironmentSource,
     keep_restart_only,

@@ -28,7 +28,8 @@ from opswatch.alerts.lease import CheckLeases
 from opswatch.alerts.store import CycleRecord
 from opswatch.alerts.store_postgres import PostgresStore
 from opswatch.config import Env
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 from opswatch.model import (
     Alert,
     AlertState,

@@ -10,8 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import wait_none
 
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
 from opswatch.daemon.cli import main
+from opswatch.daemon.configure import load_config
 from opswatch.daemon.status import api_url, human_duration
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.conftest import ManualClock, free_port

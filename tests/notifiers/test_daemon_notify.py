@@ -16,7 +16,8 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import wait_none
 
-from opswatch.daemon.app import App, load_config
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import load_config
 from opswatch.model import Sample, TransitionKind
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.conftest import ManualClock

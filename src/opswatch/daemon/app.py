@@ -1,4 +1,6 @@
-"""The only module that knows every area: configuration loading and the running daemon.
+"""The only module that knows every area at run time: the running daemon.
+
+Its configuration comes from :func:`opswatch.daemon.configure.load_config`.
 
 One collector run is one pass through the pipeline::
 
@@ -14,7 +16,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -32,10 +34,10 @@ from opswatch.api.metrics import (
     recovery_families,
 )
 from opswatch.api.routes import CheckStatus, Health
-from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector, EventSource, up_sample
-from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings
-from opswatch.daemon.reload import ENV_FILE, keep_restart_only, restart_only_changes
+from opswatch.config import ConfigError, Secret
+from opswatch.daemon.configure import AppConfig, load_config
+from opswatch.daemon.reload import keep_restart_only, restart_only_changes
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.model import (
@@ -45,20 +47,13 @@ from opswatch.model import (
     Evaluation,
     RecoveryResult,
     Sample,
-    Severity,
     Transition,
     TransitionKind,
     utcnow,
 )
-from opswatch.notifiers import NOTIFIERS
-from opswatch.notifiers.base import Notifier
-from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
-from opswatch.notifiers.routing import META_RULE
-from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.base import CommandRunner
-from opswatch.recovery.config import RECOVERY_PREFIX, RecoverySettings, target_key
-from opswatch.recovery.evidence import EvidenceSettings
+from opswatch.recovery.config import RecoverySettings, target_key
 from opswatch.recovery.lifecycle import NullRecoveryStore, RecoveryStateStore, Remediation
 from opswatch.recovery.runner import (
     RecoveryPolicy,
@@ -67,10 +62,7 @@ from opswatch.recovery.runner import (
     Verify,
     alert_target,
 )
-from opswatch.rules.base import Rule
-from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.evaluator import RuleEvaluator
-from opswatch.rules.threshold import Level
 
 log = structlog.get_logger("opswatch")
 
@@ -81,110 +73,6 @@ _TRANSITION_EVENTS = {
     TransitionKind.REMINDER: "alert_reminder",
     TransitionKind.ESCALATED: "alert_escalated",
 }
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    """Everything the daemon needs, validated. Built by :func:`load_config`."""
-
-    settings: Settings
-    collectors: Sequence[Collector]
-    notifiers: Sequence[Notifier]
-    rules: Sequence[Rule]
-    repeat_interval: Mapping[Severity, float]
-    unknown_variables: Sequence[str] = field(default_factory=tuple)
-    notify: NotifySettings = field(default_factory=NotifySettings)
-    recovery: RecoverySettings = field(default_factory=RecoverySettings)
-    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
-    #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
-    api_token: Secret | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """The effective configuration with every secret masked (``check-config``)."""
-        s = self.settings
-        return {
-            "interval_s": s.interval,
-            "check_timeout_s": s.check_timeout,
-            "checks": list(s.checks),
-            "state_path": str(s.state_path),
-            "state_url": None if s.state_url is None else str(s.state_url),
-            "state_schema": s.state_schema,
-            "lease_url": None if s.lease_url is None else str(s.lease_url),
-            "api_listen": f"{s.api_listen[0]}:{s.api_listen[1]}",
-            "log_format": s.log_format,
-            "log_level": s.log_level,
-            "shutdown_grace_s": s.shutdown_grace,
-            "collectors": {c.check: c.describe() for c in self.collectors},
-            "notifiers": {n.channel: n.describe() for n in self.notifiers},
-            "notify": self.notify.describe(),
-            "recovery": self.recovery.describe(),
-            "api_token": None if self.api_token is None else str(self.api_token),
-            "rules": [r.describe() for r in self.rules],
-            "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
-            "unknown_variables": list(self.unknown_variables),
-        }
-
-
-#: the "notifications failing" meta-alert: fed by the ``notify`` check (notifiers/health.py)
-NOTIFY_RULE = RuleSpec(
-    META_RULE,
-    CHANNEL_UP_METRIC,
-    "<",
-    (Level(Severity.CRITICAL, 1, 1),),
-    "notifications to {channel} are failing",
-)
-
-
-def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
-    """Parse and validate the whole configuration; raises :class:`ConfigError`."""
-    env = Env(environ)
-    # A collector whose targets are configured is enabled by default, beside host.
-    configured = [
-        name
-        for name in sorted(COLLECTORS)
-        if name != "host" and env.raw(f"{PREFIX}{name.upper()}_TARGETS") is not None
-    ]
-    default_checks = ("host", *configured)
-    settings = Settings.from_env(
-        env, available_checks=tuple(sorted(COLLECTORS)), default_checks=default_checks
-    )
-    collectors: list[Collector] = []
-    for name in settings.checks:
-        instances = COLLECTORS[name].from_env(env, clock)
-        if not instances:
-            raise ConfigError(
-                f"{PREFIX}{name.upper()}_TARGETS",
-                f"required when {name} is in {PREFIX}CHECKS",
-            )
-        collectors.extend(instances)
-    notifiers = [n for name in sorted(NOTIFIERS) for n in NOTIFIERS[name].from_env(env)]
-    notify = NotifySettings.from_env(env, notifiers, tuple(NOTIFIERS))
-    rules = builtin_rules(env, settings.interval)
-    if notifiers:  # channel health is a check, its failure an alert like any other
-        collectors.append(notify.health_check(clock))
-        rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
-    repeat = {
-        Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
-        Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
-        Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
-    }
-    plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
-    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
-    api_token = env.secret(f"{PREFIX}API_TOKEN")
-    known = (f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE, RECOVERY_PREFIX)
-    unknown = env.unknown((*plugin_prefixes, *known))
-    return AppConfig(
-        settings,
-        tuple(collectors),
-        tuple(notifiers),
-        tuple(rules),
-        repeat,
-        unknown,
-        notify,
-        recovery=recovery,
-        evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
-        api_token=api_token,
-    )
 
 
 class App:

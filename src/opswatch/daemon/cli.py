@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon.app import App, AppConfig, load_config, recover_once
+from opswatch.daemon.app import App, recover_once
+from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
 from opswatch.daemon.reload import EnvironmentSource
 from opswatch.daemon.sdnotify import SystemdNotifier

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from opswatch.daemon.app import App, AppConfig
+from opswatch.daemon.app import App
+from opswatch.daemon.configure import AppConfig
 from opswatch.model import Finding, Sample
 from opswatch.rules.base import Rule
 from opswatch.rules.evaluator import RuleEvaluator
