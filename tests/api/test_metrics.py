@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +18,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample as PromSample
 
-from opswatch.api.metrics import (
-    CONTENT_TYPE,
-    MetricsExporter,
-    label_name,
-    recovery_families,
-    sample_families,
-)
+from opswatch.api.families import label_name, sample_families
+from opswatch.api.metrics import CONTENT_TYPE, MetricsExporter
 from opswatch.api.routes import CheckStatus
 from opswatch.collectors.base import Collector
 from opswatch.config import Env
@@ -193,17 +190,26 @@ class _Static:
         return self._families
 
 
-async def test_an_optional_family_source_adds_recovery_outcomes(tmp_path: Path) -> None:
+async def test_recovery_outcomes_of_this_process_are_exported(tmp_path: Path) -> None:
     app = App(load_config({"OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3")}))
     await app.open()
     try:
+        app.recovery.outcomes.update({("systemd", "recovered"): 2, ("files", "failed"): 1})
         exporter = MetricsExporter(app, process=False)
-        exporter.add(
-            lambda: recovery_families({("systemd", "recovered"): 2, ("files", "failed"): 1})
-        )
         families = parse((await exporter.render()).decode())
     finally:
         await app.stop()
     assert value(families, "opswatch_recovery_total", action="systemd", outcome="recovered") == 2
     assert value(families, "opswatch_recovery_total", action="files", outcome="failed") == 1
     assert "process_resident_memory_bytes" not in families
+
+
+def test_the_daemon_loads_prometheus_client_only_when_scraped() -> None:
+    probe = (
+        "import sys, opswatch.daemon.app, opswatch.daemon.cli; "
+        "print('prometheus_client' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

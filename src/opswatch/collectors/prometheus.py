@@ -55,7 +55,6 @@ from typing import ClassVar
 
 import aiohttp
 import structlog
-from prometheus_client.parser import text_string_to_metric_families
 
 from opswatch.collectors.base import Collector, up_sample
 from opswatch.config import PREFIX, ConfigError, Env, Secret, target_variable
@@ -89,6 +88,9 @@ def counter_sample_names(counter: str) -> tuple[str, ...]:
 
 def parse_series(text: str, names: Iterable[str]) -> dict[str, dict[SeriesKey, float]]:
     """Keep the samples named in ``names`` from a text exposition (raises ``ValueError``)."""
+    # imported when a target is scraped, not when the registry loads (as asyncpg and redis)
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
     wanted = set(names)
     series: dict[str, dict[SeriesKey, float]] = {}
     for family in text_string_to_metric_families(text):

@@ -27,12 +27,7 @@ from opswatch.alerts.state import StateStore, lease_ttl, open_lease, open_store
 from opswatch.alerts.store import CycleRecord, StoreError
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
-from opswatch.api.metrics import (
-    CheckCounters,
-    CheckStats,
-    MetricsExporter,
-    recovery_families,
-)
+from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
 from opswatch.api.routes import CheckStatus, Health
 from opswatch.collectors.base import Collector, EventSource, up_sample
 from opswatch.config import ConfigError, Secret
@@ -112,7 +107,6 @@ class App:
         self.scheduler = Scheduler(config.settings.interval, clock)
         self._check_stats = CheckStats()
         self.metrics = MetricsExporter(self)
-        self.metrics.add(lambda: recovery_families(self.recovery.outcomes))
         host, port = config.settings.api_listen
         self.api = ApiServer(self, host, port, self.metrics)
         self._systemd = systemd or SystemdNotifier(None)
@@ -709,6 +703,9 @@ class App:
 
     def notify_channels(self) -> Sequence[str]:
         return [n.channel for n in self.config.notifiers]
+
+    def recovery_outcomes(self) -> Mapping[tuple[str, str], int]:
+        return self.recovery.outcomes
 
     def failing_channels(self) -> frozenset[str]:
         return self.outbox.failing_channels()
