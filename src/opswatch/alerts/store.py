@@ -174,19 +174,7 @@ class SQLiteStore:
                     ],
                 )
                 db.executemany(
-                    "INSERT OR IGNORE INTO outbox "
-                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (
-                            channel,
-                            n.idempotency_key,
-                            json.dumps(notification_to_json(n)),
-                            now.isoformat(),
-                            now.timestamp(),
-                        )
-                        for channel, n in cycle.outbox
-                    ],
+                    _OUTBOX_INSERT, [_outbox_row(c, n, now, now) for c, n in cycle.outbox]
                 )
 
         await self._call(write)
@@ -389,21 +377,7 @@ class SQLiteStore:
 
         def write(db: sqlite3.Connection) -> None:
             with _transaction(db):
-                db.executemany(
-                    "INSERT OR IGNORE INTO outbox "
-                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (
-                            channel,
-                            n.idempotency_key,
-                            json.dumps(notification_to_json(n)),
-                            at.isoformat(),
-                            at.timestamp(),
-                        )
-                        for channel, n in copies
-                    ],
-                )
+                db.executemany(_OUTBOX_INSERT, [_outbox_row(c, n, at, at) for c, n in copies])
                 db.execute(
                     "UPDATE outbox SET state = 'diverted', finished_at = ?, last_error = ?, "
                     "attempts = attempts + 1 WHERE id = ?",
@@ -427,16 +401,7 @@ class SQLiteStore:
         def write(db: sqlite3.Connection) -> int | None:
             with _transaction(db):
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO outbox "
-                    "(channel, idempotency_key, data, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        channel,
-                        notification.idempotency_key,
-                        json.dumps(notification_to_json(notification)),
-                        created_at.isoformat(),
-                        at.timestamp(),
-                    ),
+                    _OUTBOX_INSERT, _outbox_row(channel, notification, created_at, at)
                 )
                 new_id = cursor.lastrowid if cursor.rowcount == 1 else None
                 db.executemany(
@@ -447,6 +412,25 @@ class SQLiteStore:
             return new_id
 
         return await self._call(write)
+
+
+#: a pending outbox row; a channel that already has the idempotency key keeps its row
+_OUTBOX_INSERT = (
+    "INSERT OR IGNORE INTO outbox "
+    "(channel, idempotency_key, data, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _outbox_row(
+    channel: str, notification: Notification, created_at: datetime, due_at: datetime
+) -> tuple[str, str, str, str, float]:
+    return (
+        channel,
+        notification.idempotency_key,
+        json.dumps(notification_to_json(notification)),
+        created_at.isoformat(),
+        due_at.timestamp(),
+    )
 
 
 _RECOVERY_COLUMNS = (
