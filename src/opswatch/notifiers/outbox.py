@@ -57,6 +57,7 @@ from opswatch.notifiers.render import (
     is_fallback,
     merge,
 )
+from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
 
@@ -376,7 +377,7 @@ class Outbox:
             wait=wait_retry_after(policy.wait),
             retry=retry_if_exception(_is_transient),
             reraise=True,
-            before_sleep=_log_retry(channel, key),
+            before_sleep=log_retries("notify_retry", channel=channel, key=key),
             sleep=self._sleep,
         )
         try:
@@ -488,19 +489,3 @@ class Outbox:
         if item.attempts > 0:
             since.append(item.created_at)
         return (now - min(since)).total_seconds()
-
-
-def _log_retry(channel: str, key: str) -> Callable[[RetryCallState], None]:
-    def log_retry(retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None and outcome.failed else None
-        log.warning(
-            "notify_retry",
-            channel=channel,
-            key=key,
-            attempt=retry_state.attempt_number,
-            wait_s=round(retry_state.upcoming_sleep, 3),
-            error=str(error),
-        )
-
-    return log_retry

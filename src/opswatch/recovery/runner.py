@@ -35,7 +35,6 @@ from typing import Protocol
 import structlog
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
@@ -60,6 +59,7 @@ from opswatch.recovery.base import (
     plural,
 )
 from opswatch.recovery.config import Binding, Budget, RecoverySettings
+from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
 
@@ -348,7 +348,7 @@ class RecoveryRunner:
             wait=policy.wait,
             retry=retry_if_exception(_is_transient),
             reraise=True,
-            before_sleep=_log_retry(binding.id, key),
+            before_sleep=log_retries("recovery_retry", binding=binding.id, key=key),
             sleep=self._sleep,
         )
         try:
@@ -444,19 +444,3 @@ class RecoveryRunner:
 
 def _is_transient(error: BaseException) -> bool:
     return isinstance(error, RecoveryError) and error.transient
-
-
-def _log_retry(binding: str, key: str) -> Callable[[RetryCallState], None]:
-    def log_retry(retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None and outcome.failed else None
-        log.warning(
-            "recovery_retry",
-            binding=binding,
-            key=key,
-            attempt=retry_state.attempt_number,
-            wait_s=round(retry_state.upcoming_sleep, 3),
-            error=str(error),
-        )
-
-    return log_retry
