@@ -7,7 +7,7 @@ This module imports nothing of opswatch's. Every type is a frozen, slotted datac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -186,3 +186,14 @@ class RecoveryResult:
     key: str = ""
     #: a half-open trial run after the budget was exhausted
     trial: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """What one commit changes, written in one transaction: alerts still open, alerts
+    resolved (their fingerprints), the transitions for history and the outbox rows."""
+
+    active: Sequence[Alert]
+    resolved: Sequence[str]
+    transitions: Sequence[Transition]
+    outbox: Sequence[tuple[str, Notification]]

@@ -24,15 +24,13 @@ import pytest
 from redis.asyncio import Redis
 from tenacity import wait_none
 
-from opswatch.alerts.lease import CheckLeases
-from opswatch.alerts.store import CycleRecord
-from opswatch.alerts.store_postgres import PostgresStore
 from opswatch.config import Env
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import (
     Alert,
     AlertState,
+    CycleRecord,
     Severity,
     Transition,
     TransitionKind,
@@ -42,6 +40,8 @@ from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier
 from opswatch.recovery.base import CommandResult
+from opswatch.state.leases import CheckLeases
+from opswatch.state.postgres import PostgresStore
 from tests.conftest import free_port
 from tests.peers import Receiver
 from tests.pgschema import fresh_schema

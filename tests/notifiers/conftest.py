@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from opswatch.alerts.store import SQLiteStore
 from opswatch.model import Alert, AlertState, Severity, Transition, TransitionKind, fingerprint
+from opswatch.state.sqlite import SQLiteStore
 from tests.peers import Receiver
 
 ReceiverFactory = Callable[[], Awaitable[Receiver]]

@@ -10,12 +10,13 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import wait_none
 
-from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.config import Secret, mask_url
+from opswatch.model import CycleRecord
 from opswatch.notifiers.health import ChannelHealth, ChannelHealthCheck
 from opswatch.notifiers.outbox import DeliveryOptions, Outbox, RetryPolicy
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier
+from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
 from tests.notifiers.conftest import ReceiverFactory, transition
 from tests.notifiers.test_outbox import enqueue, events, rows

@@ -13,13 +13,13 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import wait_fixed, wait_none
 
-from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.config import Secret, mask_url
-from opswatch.model import Notification, OutboxItem, Transition, TransitionKind, utcnow
+from opswatch.model import CycleRecord, Notification, OutboxItem, Transition, TransitionKind, utcnow
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.notifiers.render import render
 from opswatch.notifiers.webhook import WebhookNotifier
+from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
 from tests.notifiers.conftest import ReceiverFactory, transition
 from tests.peers import Receiver, Reply

@@ -15,10 +15,10 @@ import pytest
 import structlog
 from tenacity import wait_none
 
-from opswatch.alerts.store import CycleRecord, SQLiteStore
 from opswatch.model import (
     Alert,
     AlertState,
+    CycleRecord,
     RecoveryOutcome,
     RecoveryResult,
     Severity,
@@ -29,6 +29,7 @@ from opswatch.recovery.base import CommandResult
 from opswatch.recovery.config import Binding, Budget, RecoverySettings
 from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, budget_state
 from opswatch.recovery.systemd import SystemdAction
+from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
 from tests.recovery.conftest import RecordingRunner
 

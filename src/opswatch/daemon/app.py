@@ -22,9 +22,6 @@ from typing import Any
 
 import structlog
 
-from opswatch.alerts.lease import CheckLeases, LeaseError, Tenure
-from opswatch.alerts.state import StateStore, lease_ttl, open_lease, open_store
-from opswatch.alerts.store import CycleRecord, StoreError
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import CheckCounters, CheckStats, MetricsExporter
@@ -39,6 +36,7 @@ from opswatch.model import (
     Alert,
     AlertState,
     Clock,
+    CycleRecord,
     Evaluation,
     RecoveryResult,
     Sample,
@@ -47,9 +45,10 @@ from opswatch.model import (
     utcnow,
 )
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
+from opswatch.ports import LeaseError, StateStore, StoreError
 from opswatch.recovery.base import CommandRunner
-from opswatch.recovery.config import RecoverySettings, target_key
-from opswatch.recovery.lifecycle import NullRecoveryStore, RecoveryStateStore, Remediation
+from opswatch.recovery.config import target_key
+from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import (
     RecoveryPolicy,
     RecoveryRunner,
@@ -58,6 +57,8 @@ from opswatch.recovery.runner import (
     alert_target,
 )
 from opswatch.rules.evaluator import RuleEvaluator
+from opswatch.state import lease_ttl, open_lease, open_store
+from opswatch.state.leases import CheckLeases, Tenure
 
 log = structlog.get_logger("opswatch")
 
@@ -123,12 +124,9 @@ class App:
         self._runs: dict[str, int] = {}
         self._ran = asyncio.Condition()
         # recovery: results, budgets and evidence are kept in the state store
-        store = self.store
-        self.recovery_store = store if isinstance(store, RecoveryStateStore) else None
-        kept: RecoveryStateStore = self.recovery_store or NullRecoveryStore()
         self.recovery = RecoveryRunner(
-            self._recovery_settings,
-            kept,
+            lambda: self.config.recovery,
+            self.store,
             clock=clock,
             commands=command_runner,
             policy=recovery_policy,
@@ -137,7 +135,7 @@ class App:
         self.remediation = Remediation(
             self.recovery,
             tracker=lambda: self.tracker,
-            store=kept,
+            store=self.store,
             record=self._record,
             verifier=self._verifier,
             evidence=lambda: self.config.evidence,
@@ -157,11 +155,6 @@ class App:
         await self.leases.lease.open()
         active = await self._adopt(await self.store.load_active())
         self.evaluator.seed(active)
-        if self.recovery_store is None and self.config.recovery.bindings:
-            log.error(
-                "recovery_disabled",
-                reason="this state store keeps no recovery history, so budgets cannot hold",
-            )
         if not self.leases.lease.shared:  # replicas: per check, by the one taking it over
             await self.remediation.restore(self.tracker.active())
         return active
@@ -607,11 +600,6 @@ class App:
 
     # -- recovery -------------------------------------------------------------------------
 
-    def _recovery_settings(self) -> RecoverySettings:
-        if self.recovery_store is None:  # no budgets without a store that keeps them
-            return replace(self.config.recovery, bindings=())
-        return self.config.recovery
-
     def _verifier(self, alert: Alert) -> Verify:
         """Re-run the check that fired (a full cycle: it is stored and may fire others); true
         once its rule evaluated the alert's series and no longer finds it."""
@@ -648,7 +636,7 @@ class App:
         return self.config.api_token
 
     async def recovery_actions(self) -> dict[str, Any]:
-        settings = self._recovery_settings()
+        settings = self.config.recovery
         budgets = await self.recovery.budgets()
         return {
             "dry_run": settings.dry_run,
@@ -677,20 +665,16 @@ class App:
         }
 
     async def recovery_history(self, limit: int) -> list[RecoveryResult]:
-        return await self.remediation_store.recovery_history(limit)
+        return await self.store.recovery_history(limit)
 
     async def alert_evidence(self, fingerprint: str) -> list[dict[str, Any]]:
-        return await self.remediation_store.evidence(fingerprint)
-
-    @property
-    def remediation_store(self) -> RecoveryStateStore:
-        return self.recovery_store or NullRecoveryStore()
+        return await self.store.evidence(fingerprint)
 
     async def run_recovery(
         self, binding_id: str, target: str | None, *, dry_run: bool
     ) -> RecoveryResult | None:
         """An operator's run of a binding (None: no such binding)."""
-        binding = self._recovery_settings().binding(binding_id)
+        binding = self.config.recovery.binding(binding_id)
         if binding is None:
             return None
         return await self.remediation.run_manual(binding, target, dry_run=dry_run)
@@ -733,7 +717,7 @@ async def recover_once(
     verified against the rule when its alert is active. The alert itself is left to the
     daemon, which resolves it at its next run. None: nothing is bound to the rule."""
     app = App(config, command_runner=command_runner)
-    binding = app._recovery_settings().binding_for(rule, target or "")
+    binding = app.config.recovery.binding_for(rule, target or "")
     if binding is None:
         return None
     await app.store.open()

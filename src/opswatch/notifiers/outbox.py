@@ -34,7 +34,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import structlog
 from tenacity import (
@@ -47,7 +46,7 @@ from tenacity import (
 )
 from tenacity.wait import WaitBaseT, wait_base
 
-from opswatch.model import Clock, Notification, OutboxItem, utcnow
+from opswatch.model import Clock, OutboxItem, utcnow
 from opswatch.notifiers.base import Notifier, NotifyError
 from opswatch.notifiers.health import ChannelHealth
 from opswatch.notifiers.render import (
@@ -57,6 +56,7 @@ from opswatch.notifiers.render import (
     is_fallback,
     merge,
 )
+from opswatch.ports import OutboxStore
 from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
@@ -67,39 +67,6 @@ Sleep = Callable[[float], Awaitable[None]]
 _ALL_PENDING = datetime(9999, 1, 1, tzinfo=UTC)
 #: The shortest wait of ``run()`` after a pass that found nothing to do (clock rounding).
 _IDLE_FLOOR_S = 0.05
-
-
-class OutboxStore(Protocol):
-    """The part of the state store the outbox uses (``SQLiteStore`` satisfies it)."""
-
-    async def outbox_due(self, now: datetime, limit: int) -> Sequence[OutboxItem]: ...
-
-    async def outbox_next_due(self) -> datetime | None: ...
-
-    async def outbox_delivered(self, item_id: int, at: datetime) -> None: ...
-
-    async def outbox_postpone(
-        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
-    ) -> None: ...
-
-    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None: ...
-
-    async def outbox_divert(
-        self,
-        item_id: int,
-        copies: Sequence[tuple[str, Notification]],
-        at: datetime,
-        error: str,
-    ) -> None: ...
-
-    async def outbox_merge(
-        self,
-        item_ids: Sequence[int],
-        channel: str,
-        notification: Notification,
-        created_at: datetime,
-        at: datetime,
-    ) -> int | None: ...
 
 
 @dataclass(frozen=True)

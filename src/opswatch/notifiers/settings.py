@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from opswatch.config import PREFIX, Env, mask_url
 from opswatch.model import Clock, Notification, Transition, TransitionKind, utcnow
@@ -27,17 +27,10 @@ from opswatch.notifiers.health import ChannelHealth, ChannelHealthCheck
 from opswatch.notifiers.outbox import DeliveryOptions
 from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.routing import ChannelRef, RouteTable, plan
+from opswatch.ports import RouteStore
 
 GROUP_WAIT_VAR = f"{PREFIX}GROUP_WAIT"
 FALLBACK_AFTER_VAR = f"{PREFIX}FALLBACK_AFTER"
-
-
-class RouteStore(Protocol):
-    """The part of the state store routing reads: where alerts were notified."""
-
-    async def outbox_channels(
-        self, fingerprints: Sequence[str], since: datetime
-    ) -> dict[str, frozenset[str]]: ...
 
 
 @dataclass(frozen=True)

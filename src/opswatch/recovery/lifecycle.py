@@ -29,7 +29,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol
 
 import structlog
 
@@ -42,6 +42,7 @@ from opswatch.model import (
     Transition,
     TransitionKind,
 )
+from opswatch.ports import RecoveryStore
 from opswatch.recovery.config import Binding, RecoverySettings, target_key
 from opswatch.recovery.evidence import EvidenceCollector, EvidenceSettings
 from opswatch.recovery.runner import RecoveryRunner, Verify, alert_target, describe_outcome
@@ -73,41 +74,6 @@ class Tracker(Protocol):
     def take_changed(self) -> list[Alert]: ...
 
 
-class EvidenceStore(Protocol):
-    async def evidence_record(
-        self, fingerprint: str, at: datetime, data: dict[str, Any]
-    ) -> None: ...
-
-    async def recovery_runs(
-        self, since: datetime, key: str | None = None
-    ) -> list[RecoveryResult]: ...
-
-    async def recovery_record(self, result: RecoveryResult) -> None: ...
-
-
-@runtime_checkable
-class RecoveryStateStore(Protocol):
-    """Everything recovery keeps in the state store (``SQLiteStore`` has it all)."""
-
-    async def history(
-        self, limit: int = 100, fingerprint: str | None = None
-    ) -> list[Transition]: ...
-
-    async def recovery_record(self, result: RecoveryResult) -> None: ...
-
-    async def recovery_runs(
-        self, since: datetime, key: str | None = None
-    ) -> list[RecoveryResult]: ...
-
-    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]: ...
-
-    async def evidence_record(
-        self, fingerprint: str, at: datetime, data: dict[str, Any]
-    ) -> None: ...
-
-    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]: ...
-
-
 class Record(Protocol):
     """The daemon's ``_record``: store ``transitions`` and ``changed`` in one transaction and
     queue notifications for ``notify`` (default: ``transitions``)."""
@@ -135,7 +101,7 @@ class Remediation:
         runner: RecoveryRunner,
         *,
         tracker: Callable[[], Tracker],
-        store: EvidenceStore,
+        store: RecoveryStore,
         record: Record,
         verifier: Callable[[Alert], Verify],
         evidence: Callable[[], EvidenceSettings],
@@ -336,30 +302,3 @@ class Remediation:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class NullRecoveryStore:
-    """For a state store that does not keep recovery history: keeps and finds nothing. The
-    daemon then runs no recovery (a budget that is not kept cannot hold) and says so."""
-
-    async def history(self, limit: int = 100, fingerprint: str | None = None) -> list[Transition]:
-        del limit, fingerprint
-        return []
-
-    async def recovery_record(self, result: RecoveryResult) -> None:
-        del result
-
-    async def recovery_runs(self, since: datetime, key: str | None = None) -> list[RecoveryResult]:
-        del since, key
-        return []
-
-    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]:
-        del limit
-        return []
-
-    async def evidence_record(self, fingerprint: str, at: datetime, data: dict[str, Any]) -> None:
-        del fingerprint, at, data
-
-    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]:
-        del fingerprint, limit
-        return []

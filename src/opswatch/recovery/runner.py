@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
 from tenacity import (
@@ -47,10 +46,10 @@ from opswatch.model import (
     Clock,
     RecoveryOutcome,
     RecoveryResult,
-    Transition,
     TransitionKind,
     utcnow,
 )
+from opswatch.ports import RecoveryStore
 from opswatch.recovery.base import (
     ActionContext,
     CommandRunner,
@@ -91,20 +90,6 @@ class RecoveryPolicy:
             total_seconds=settings.total_timeout_s,
             attempt_timeout=settings.attempt_timeout_s,
         )
-
-
-class RecoveryStore(Protocol):
-    """The part of the state store the runner uses (``SQLiteStore`` satisfies it)."""
-
-    async def history(
-        self, limit: int = 100, fingerprint: str | None = None
-    ) -> list[Transition]: ...
-
-    async def recovery_record(self, result: RecoveryResult) -> None: ...
-
-    async def recovery_runs(
-        self, since: datetime, key: str | None = None
-    ) -> list[RecoveryResult]: ...
 
 
 @dataclass(frozen=True, slots=True)

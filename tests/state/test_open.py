@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from opswatch.alerts.lease import NoLease, PostgresLease, RedisLease
-from opswatch.alerts.state import lease_ttl, open_lease, open_store
-from opswatch.alerts.store import SQLiteStore
-from opswatch.alerts.store_postgres import PostgresStore
 from opswatch.daemon.cli import main
 from opswatch.daemon.configure import load_config
+from opswatch.state import lease_ttl, open_lease, open_store
+from opswatch.state.leases import NoLease, PostgresLease, RedisLease
+from opswatch.state.postgres import PostgresStore
+from opswatch.state.sqlite import SQLiteStore
 
 URL = "postgresql://opswatch:hunter2@db.example:5432/ops"
 

@@ -29,17 +29,12 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from opswatch.alerts.store_postgres import PostgresStore
+from opswatch.ports import LeaseError, LeaseTable
 
 #: a lease call that takes longer than this counts as failed (the backend is in trouble)
 CALL_TIMEOUT_S = 5.0
-
-
-class LeaseError(Exception):
-    """The lease backend did not answer. The message names no secret."""
 
 
 class Lease(Protocol):
@@ -96,7 +91,7 @@ class PostgresLease:
 
     shared = True
 
-    def __init__(self, store: PostgresStore, holder: str) -> None:
+    def __init__(self, store: LeaseTable, holder: str) -> None:
         self.holder = holder
         self._store = store
 

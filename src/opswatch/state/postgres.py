@@ -1,8 +1,8 @@
 """Durable state in PostgreSQL: the same alerts, history and outbox as :class:`SQLiteStore`,
 shared by several daemon replicas.
 
-Same method names and semantics as ``opswatch.alerts.store.SQLiteStore`` (both satisfy
-``opswatch.alerts.state.StateStore``); what differs is what sharing needs:
+Same method names and semantics as ``opswatch.state.sqlite.SQLiteStore`` (both satisfy
+``opswatch.state.StateStore``); what differs is what sharing needs:
 
 * tables are prefixed ``opswatch_`` and live in ``schema`` when given (created if missing,
   made the connections' ``search_path``), else in the URL's or the server's search path;
@@ -15,13 +15,13 @@ Same method names and semantics as ``opswatch.alerts.store.SQLiteStore`` (both s
   replicas at once and one channel's rows keep their order. Finishing or postponing a row
   releases its claim and extends this replica's other claims; ``close`` releases them all.
   A replica's own claims stay visible to it (its outbox passes never overlap);
-* ``opswatch_leases`` holds the per-check leases of ``opswatch.alerts.lease.PostgresLease``;
+* ``opswatch_leases`` holds the per-check leases of ``opswatch.state.leases.PostgresLease``;
 * recovery runs (budgets) and evidence are shared too, so a budget holds across replicas.
 
 Row times (due, created, finished) are the caller's clock, as in SQLite; claim and lease
 expiry use the server's clock, the one clock every replica shares.
 
-asyncpg is imported by this module only: ``opswatch.alerts.state.open_store`` imports it when
+asyncpg is imported by this module only: ``opswatch.state.open_store`` imports it when
 ``OPSWATCH_STATE_URL`` is set. Errors opening the store name the masked URL and the
 exception class, never the driver's message (it may echo the URL).
 """
@@ -39,8 +39,6 @@ import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
-from opswatch.alerts.lease import LeaseError
-from opswatch.alerts.store import CycleRecord, StoreError
 from opswatch.codec import (
     alert_from_json,
     alert_to_json,
@@ -51,12 +49,14 @@ from opswatch.codec import (
 )
 from opswatch.model import (
     Alert,
+    CycleRecord,
     Notification,
     OutboxItem,
     RecoveryOutcome,
     RecoveryResult,
     Transition,
 )
+from opswatch.ports import LeaseError, StoreError
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -570,7 +570,7 @@ class PostgresStore:
         rows = await self.pool.fetch("SELECT state, count(*) FROM opswatch_outbox GROUP BY state")
         return {str(row[0]): int(row[1]) for row in rows}
 
-    # -- leases (for opswatch.alerts.lease.PostgresLease) ------------------------------------
+    # -- leases (for opswatch.state.leases.PostgresLease) ------------------------------------
 
     async def lease_acquire(self, name: str, holder: str, token: str, ttl: float) -> str | None:
         """Renew ``name`` for ``holder`` or take it when free or expired; the tenure's token
@@ -588,13 +588,6 @@ class PostgresStore:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise LeaseError(f"postgres lease: {_describe(exc)}") from None
-
-    async def lease_holders(self) -> dict[str, str]:
-        """Live leases: name -> holder (for the API and tests)."""
-        rows = await self.pool.fetch(
-            "SELECT name, holder FROM opswatch_leases WHERE expires_at > clock_timestamp()"
-        )
-        return {str(row[0]): str(row[1]) for row in rows}
 
 
 def _outbox_row(

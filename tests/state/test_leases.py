@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from opswatch.alerts.lease import (
+from opswatch.ports import LeaseError
+from opswatch.state.leases import (
     CheckLeases,
     Lease,
-    LeaseError,
     NoLease,
     PostgresLease,
     RedisLease,
     Tenure,
 )
-from opswatch.alerts.store_postgres import PostgresStore
+from opswatch.state.postgres import PostgresStore
 from tests.conftest import free_port
 from tests.pgschema import fresh_schema
 
@@ -64,7 +64,9 @@ async def _open(lease: Lease) -> Lease:
 async def _expire(lease: Lease, name: str) -> None:
     """What a TTL passing without renewal looks like (no waiting in tests)."""
     if isinstance(lease, PostgresLease):
-        await lease._store.pool.execute(
+        store = lease._store
+        assert isinstance(store, PostgresStore)
+        await store.pool.execute(
             "UPDATE opswatch_leases SET expires_at = clock_timestamp() - interval '1 second' "
             "WHERE name = $1",
             name,

@@ -14,12 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from opswatch.alerts.state import StateStore
-from opswatch.alerts.store import CycleRecord, SQLiteStore, StoreError
-from opswatch.alerts.store_postgres import MIGRATIONS, PostgresStore
 from opswatch.model import (
     Alert,
     AlertState,
+    CycleRecord,
     Notification,
     RecoveryOutcome,
     RecoveryResult,
@@ -28,6 +26,9 @@ from opswatch.model import (
     TransitionKind,
     fingerprint,
 )
+from opswatch.ports import StateStore, StoreError
+from opswatch.state.postgres import MIGRATIONS, PostgresStore
+from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import free_port
 from tests.pgschema import fresh_schema
 

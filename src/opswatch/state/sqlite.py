@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,12 +28,14 @@ from opswatch.codec import (
 )
 from opswatch.model import (
     Alert,
+    CycleRecord,
     Notification,
     OutboxItem,
     RecoveryOutcome,
     RecoveryResult,
     Transition,
 )
+from opswatch.ports import StoreError
 
 T = TypeVar("T")
 
@@ -94,20 +95,6 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX evidence_fingerprint ON evidence (fingerprint, id);
     """,
 )
-
-
-class StoreError(Exception):
-    """The state file cannot be opened or written. The message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class CycleRecord:
-    """What one collector run changed, written atomically by :meth:`SQLiteStore.record`."""
-
-    active: Sequence[Alert]
-    resolved: Sequence[str]
-    transitions: Sequence[Transition]
-    outbox: Sequence[tuple[str, Notification]]
 
 
 class SQLiteStore:

@@ -1,0 +1,128 @@
+"""The state store as each area sees it: one protocol per need, each method written once.
+
+The stores (:mod:`opswatch.state.sqlite`, :mod:`opswatch.state.postgres`) satisfy
+:class:`StateStore`, which is composed of the narrow protocols below; every area asks for the
+narrowest one it needs (the outbox for :class:`OutboxStore`, routing for :class:`RouteStore`,
+recovery for :class:`RecoveryStore`). This module imports only :mod:`opswatch.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from opswatch.model import (
+    Alert,
+    CycleRecord,
+    Notification,
+    OutboxItem,
+    RecoveryResult,
+    Transition,
+)
+
+
+class StoreError(Exception):
+    """The state store cannot be opened, read or written. The message names the file or the
+    (masked) URL, never a secret."""
+
+
+class LeaseError(Exception):
+    """The lease backend did not answer. The message names no secret."""
+
+
+class AlertStore(Protocol):
+    """Alerts and their history: what the commit path writes and the API reads."""
+
+    async def load_active(self) -> list[Alert]: ...
+
+    async def record(self, cycle: CycleRecord, now: datetime) -> None: ...
+
+    async def history(
+        self, limit: int = 100, fingerprint: str | None = None
+    ) -> list[Transition]: ...
+
+
+class RouteStore(Protocol):
+    """Where alerts were notified (a resolution follows its firing's channels)."""
+
+    async def outbox_channels(
+        self, fingerprints: Sequence[str], since: datetime
+    ) -> dict[str, frozenset[str]]: ...
+
+
+class OutboxStore(Protocol):
+    """The outbox's rows: due, delivered, postponed, failed, diverted, merged."""
+
+    async def outbox_due(self, now: datetime, limit: int) -> Sequence[OutboxItem]: ...
+
+    async def outbox_next_due(self) -> datetime | None: ...
+
+    async def outbox_delivered(self, item_id: int, at: datetime) -> None: ...
+
+    async def outbox_postpone(
+        self, item_id: int, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None: ...
+
+    async def outbox_failed(self, item_id: int, at: datetime, error: str) -> None: ...
+
+    async def outbox_divert(
+        self,
+        item_id: int,
+        copies: Sequence[tuple[str, Notification]],
+        at: datetime,
+        error: str,
+    ) -> None: ...
+
+    async def outbox_merge(
+        self,
+        item_ids: Sequence[int],
+        channel: str,
+        notification: Notification,
+        created_at: datetime,
+        at: datetime,
+    ) -> int | None: ...
+
+
+class RunStore(Protocol):
+    """Recovery runs: the results that budgets count and the API lists."""
+
+    async def recovery_record(self, result: RecoveryResult) -> None: ...
+
+    async def recovery_runs(
+        self, since: datetime, key: str | None = None
+    ) -> list[RecoveryResult]: ...
+
+    async def recovery_history(self, limit: int = 100) -> list[RecoveryResult]: ...
+
+
+class EvidenceStore(Protocol):
+    """What was captured about a host when an alert fired."""
+
+    async def evidence_record(
+        self, fingerprint: str, at: datetime, data: dict[str, Any]
+    ) -> None: ...
+
+    async def evidence(self, fingerprint: str, limit: int = 10) -> list[dict[str, Any]]: ...
+
+
+class RecoveryStore(AlertStore, RunStore, EvidenceStore, Protocol):
+    """Everything recovery keeps and reads (its runs, evidence, the alerts' history)."""
+
+
+class LeaseTable(Protocol):
+    """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
+
+    async def lease_acquire(self, name: str, holder: str, token: str, ttl: float) -> str | None: ...
+
+    async def lease_release(self, name: str, holder: str) -> None: ...
+
+
+class StateStore(RecoveryStore, RouteStore, OutboxStore, Protocol):
+    """A whole state store: both stores satisfy it."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def outbox_counts(self) -> dict[str, int]: ...
