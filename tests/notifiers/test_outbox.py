@@ -329,11 +329,13 @@ class IdleSignallingStore:
         self.store = store
         self.idle = asyncio.Event()
 
-    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
-        return await self.store.outbox_due(now, limit)
+    async def outbox_due(
+        self, now: datetime, limit: int | None, channel: str | None = None
+    ) -> list[OutboxItem]:
+        return await self.store.outbox_due(now, limit, channel)
 
-    async def outbox_next_due(self) -> datetime | None:
-        next_due = await self.store.outbox_next_due()
+    async def outbox_next_due(self, channel: str | None = None) -> datetime | None:
+        next_due = await self.store.outbox_next_due(channel)
         self.idle.set()
         return next_due
 

@@ -189,6 +189,25 @@ async def test_due_rows_come_oldest_first_up_to_the_limit(store: StateStore) -> 
     assert await store.outbox_counts() == {"failed": 3, "pending": 2}
 
 
+async def test_due_rows_can_be_read_for_one_channel_and_without_a_limit(
+    store: StateStore,
+) -> None:
+    for i in range(3):
+        await _enqueue(store, ("webhook:1", _notification(_fired(), f"one{i}")))
+        await _enqueue(store, ("webhook:2", _notification(_fired(), f"two{i}")))
+    one = await store.outbox_due(NOW, None, "webhook:1")
+    assert [i.notification.idempotency_key for i in one] == ["one0", "one1", "one2"]
+    assert [i.channel for i in await store.outbox_due(NOW, 2, "webhook:2")] == ["webhook:2"] * 2
+    assert len(await store.outbox_due(NOW, None)) == 6
+    (first,) = await store.outbox_due(NOW, 1, "webhook:2")
+    await store.outbox_postpone(first.id, 1, NOW + timedelta(seconds=30), "HTTP 503")
+    assert await store.outbox_next_due("webhook:1") == NOW
+    for item in one:
+        await store.outbox_delivered(item.id, NOW)
+    assert await store.outbox_next_due("webhook:1") is None
+    assert await store.outbox_next_due("webhook:3") is None
+
+
 async def test_a_failed_write_rolls_back_the_whole_cycle(store: StateStore) -> None:
     alert = _alert()
     fired = Transition(alert, TransitionKind.FIRED, NOW)
@@ -363,6 +382,38 @@ async def replicas(postgres_dsn: str, schema: str) -> AsyncIterator[tuple[Postgr
     await b.close()
 
 
+class Beats:
+    """The claim renewer's injected sleep: records each wait, then blocks until released, so
+    a test decides when (and whether: a replica that died never renews) a renewal runs."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._called = asyncio.Condition()
+        self._gate = asyncio.Semaphore(0)
+
+    async def __call__(self, seconds: float) -> None:
+        async with self._called:
+            self.waits.append(seconds)
+            self._called.notify_all()
+        await self._gate.acquire()
+
+    def release(self) -> None:
+        self._gate.release()
+
+    async def called(self, times: int) -> None:
+        async with asyncio.timeout(5), self._called:
+            await self._called.wait_for(lambda: len(self.waits) >= times)
+
+
+async def _claim_lifetimes(store: PostgresStore) -> list[float]:
+    """Seconds each live claim has left, on the server's clock."""
+    rows = await store.pool.fetch(
+        "SELECT extract(epoch FROM claim_until - clock_timestamp()) FROM opswatch_outbox "
+        "WHERE claim_until IS NOT NULL ORDER BY id"
+    )
+    return [float(row[0]) for row in rows]
+
+
 async def _expire_claims(store: PostgresStore) -> None:
     """What a claim's TTL passing looks like (no waiting in tests)."""
     await store.pool.execute(
@@ -414,6 +465,35 @@ async def test_the_claim_of_a_replica_that_went_silent_expires(
     (taken,) = await b.outbox_due(NOW, 10)
     assert taken.id == claimed.id
     assert await a.outbox_due(NOW, 10) == []  # b has it now
+
+
+async def test_a_claim_is_renewed_while_its_replica_lives_and_lapses_once_it_stops(
+    postgres_dsn: str, schema: str
+) -> None:
+    beats = Beats()
+    a = PostgresStore(postgres_dsn, schema=schema, replica="a", claim_ttl=3.0, sleep=beats)
+    b = PostgresStore(postgres_dsn, schema=schema, replica="b", claim_ttl=3.0, sleep=Beats())
+    await a.open()
+    await b.open()
+    try:
+        await beats.called(1)
+        assert beats.waits == [1.0]  # a renews every third of a TTL
+        await _enqueue(a, ("webhook:1", _notification(_fired())))
+        (claimed,) = await a.outbox_due(NOW, 10)
+        (left,) = await _claim_lifetimes(a)
+        assert 2.0 < left <= 3.0  # the TTL it was built with, not minutes
+        await _expire_claims(a)  # a TTL without renewal went by...
+        beats.release()  # ...but a is alive: its renewer extends the claim
+        await beats.called(2)
+        (left,) = await _claim_lifetimes(a)
+        assert 2.0 < left <= 3.0
+        assert await b.outbox_due(NOW, 10) == []
+        await _expire_claims(a)  # a died: nothing renews its claim any more
+        (taken,) = await b.outbox_due(NOW, 10)
+        assert taken.id == claimed.id
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_finishing_a_row_keeps_the_replicas_other_claims_alive(

@@ -31,6 +31,8 @@ def open_store(settings: Settings, replica: str | None = None) -> StateStore:
         schema=settings.state_schema,
         display=str(settings.state_url),
         replica=replica or replica_id(),
+        # a claim dies with its replica, like a check's lease
+        claim_ttl=lease_ttl(settings),
         # an idle outbox still looks for rows another replica stored but could not send
         poll_interval=settings.interval,
     )

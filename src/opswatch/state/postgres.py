@@ -12,9 +12,14 @@ Same method names and semantics as ``opswatch.state.sqlite.SQLiteStore`` (both s
 * ``outbox_due`` *claims* the rows it returns (``claimed_by``/``claim_until``, taken with
   ``FOR UPDATE SKIP LOCKED`` under an advisory lock): another replica skips a claimed row,
   and every row of its channel, until the claim expires, so a row is never sent by two
-  replicas at once and one channel's rows keep their order. Finishing or postponing a row
-  releases its claim and extends this replica's other claims; ``close`` releases them all.
-  A replica's own claims stay visible to it (its outbox passes never overlap);
+  replicas at once and one channel's rows keep their order. A claim lives ``claim_ttl``
+  (3 check intervals, from ``opswatch.state.open_store``) and is renewed while the replica
+  lives: every third of a TTL by a task of the open store, and by every finished or
+  postponed row. So the claims of a replica that died (``kill -9``, hung, cut off) lapse
+  within a TTL and another replica sends those rows (again: delivery is at least once).
+  Finishing or postponing a row releases its claim; ``close`` releases them all. A
+  replica's own claims stay visible to it (its outbox delivers each channel in one pass at
+  a time);
 * ``opswatch_leases`` holds the per-check leases of ``opswatch.state.leases.PostgresLease``;
 * recovery runs (budgets) and evidence are shared too, so a budget holds across replicas.
 
@@ -28,14 +33,16 @@ exception class, never the driver's message (it may echo the URL).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
@@ -58,7 +65,14 @@ from opswatch.model import (
 )
 from opswatch.ports import LeaseError, StoreError
 
+log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+#: while the store is open, this replica's claims are renewed this many times per TTL
+CLAIM_RENEWALS_PER_TTL = 3
 
 #: Migrations, in order; the n-th (from 1) brings ``opswatch_schema.version`` to n.
 MIGRATIONS: tuple[str, ...] = (
@@ -162,12 +176,14 @@ _INSERT_OUTBOX_CLAIMED = (
     "ON CONFLICT (channel, idempotency_key) DO NOTHING RETURNING id"
 )
 
-# Claim the due rows: not claimed by a live claim of another replica, and no other replica
-# holds a live claim on the channel (its rows go out in order, from one replica).
+# Claim the due rows (of channel $5 unless NULL; at most $3 unless NULL): not claimed by a
+# live claim of another replica, and no other replica holds a live claim on the channel (its
+# rows go out in order, from one replica).
 _CLAIM_DUE = """
 WITH picked AS MATERIALIZED (
     SELECT c.id FROM opswatch_outbox AS c
     WHERE c.state = 'pending' AND c.next_attempt_at <= $1
+      AND ($5::text IS NULL OR c.channel = $5)
       AND NOT EXISTS (
           SELECT 1 FROM opswatch_outbox AS b
           WHERE b.channel = c.channel AND b.state = 'pending'
@@ -183,15 +199,15 @@ WHERE o.id = picked.id
 RETURNING o.id, o.channel, o.data, o.attempts, o.created_at
 """
 
-# The earliest time a pending row can be sent: its due time, or when another replica's
-# claim on it expires.
+# The earliest time a pending row (of channel $3 unless NULL) can be sent: its due time, or
+# when another replica's claim on it expires.
 _NEXT_DUE = """
 SELECT min(CASE
     WHEN claimed_by IS NULL OR claimed_by = $1 OR claim_until <= clock_timestamp()
         THEN next_attempt_at
     ELSE greatest(next_attempt_at, claim_until)
 END), clock_timestamp() + make_interval(secs => $2)
-FROM opswatch_outbox WHERE state = 'pending'
+FROM opswatch_outbox WHERE state = 'pending' AND ($3::text IS NULL OR channel = $3)
 """
 
 _EXTEND_CLAIMS = (
@@ -222,9 +238,12 @@ class PostgresStore:
     """The state store in PostgreSQL, through a small asyncpg pool.
 
     ``replica`` names this process in outbox claims (``claimed_by``); ``claim_ttl`` is how
-    long a claim protects a row from other replicas without news from this one. With
-    ``poll_interval``, :meth:`outbox_next_due` answers at most that far ahead, so that an
-    idle outbox still looks for rows another replica stored and could not send.
+    long a claim protects a row from other replicas without news from this one (the daemon
+    passes 3 check intervals, like a check's lease; the default is 3 of the default 30 s).
+    While open, the store renews its claims every ``claim_ttl / CLAIM_RENEWALS_PER_TTL``
+    seconds (``sleep`` waits between renewals). With ``poll_interval``,
+    :meth:`outbox_next_due` answers at most that far ahead, so that an idle outbox still
+    looks for rows another replica stored and could not send.
     """
 
     def __init__(
@@ -234,10 +253,11 @@ class PostgresStore:
         schema: str | None = None,
         display: str = "postgresql://***",
         replica: str = "opswatch",
-        claim_ttl: float = 300.0,
+        claim_ttl: float = 90.0,
         poll_interval: float | None = None,
         pool_size: int = 4,
         command_timeout: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if schema is not None and not SCHEMA_NAME.match(schema):
             raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
@@ -251,7 +271,9 @@ class PostgresStore:
         self._url = url
         self._pool_size = pool_size
         self._command_timeout = command_timeout
+        self._sleep = sleep
         self._pool: asyncpg.Pool | None = None
+        self._renewer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.display!r}, schema={self.schema!r})"
@@ -290,6 +312,7 @@ class PostgresStore:
             await pool.close()
             raise
         self._pool = pool
+        self._renewer = asyncio.create_task(self._keep_claims_alive(), name="outbox-claims")
 
     async def _migrate(self, conn: PoolConnectionProxy[Record]) -> None:
         key = _advisory_key("migrate", self.schema or "")
@@ -314,6 +337,10 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait({renewer})
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -431,14 +458,17 @@ class PostgresStore:
 
     # -- outbox ----------------------------------------------------------------------------
 
-    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
-        """Pending rows whose next attempt is due, oldest first, claimed for this replica."""
+    async def outbox_due(
+        self, now: datetime, limit: int | None, channel: str | None = None
+    ) -> list[OutboxItem]:
+        """Pending rows whose next attempt is due, oldest first, at most ``limit`` (None: all),
+        of ``channel`` only when given; claimed for this replica."""
         async with self.pool.acquire() as conn, conn.transaction():
             # one claimer at a time: the channel check below sees every committed claim
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1)", _advisory_key("claim", self.schema or "")
             )
-            rows = await conn.fetch(_CLAIM_DUE, now, self.replica, limit, self.claim_ttl)
+            rows = await conn.fetch(_CLAIM_DUE, now, self.replica, limit, self.claim_ttl, channel)
         return [
             OutboxItem(
                 id=row["id"],
@@ -450,10 +480,11 @@ class PostgresStore:
             for row in sorted(rows, key=lambda r: int(r["id"]))
         ]
 
-    async def outbox_next_due(self) -> datetime | None:
-        """When the earliest pending row becomes due (for this replica), or None when nothing
-        is pending; with ``poll_interval``, never later than that from now."""
-        row = await self.pool.fetchrow(_NEXT_DUE, self.replica, self.poll_interval or 0.0)
+    async def outbox_next_due(self, channel: str | None = None) -> datetime | None:
+        """When the earliest pending row (of ``channel`` when given) becomes due for this
+        replica, or None when nothing is pending; with ``poll_interval``, never later than
+        that from now."""
+        row = await self.pool.fetchrow(_NEXT_DUE, self.replica, self.poll_interval or 0.0, channel)
         assert row is not None  # an aggregate always gives a row
         due: datetime | None = row[0]
         if self.poll_interval is None:
@@ -490,6 +521,26 @@ class PostgresStore:
             next_attempt_at,
             error,
         )
+
+    async def _keep_claims_alive(self) -> None:
+        """While the store is open: renew this replica's claims every third of a TTL. A
+        failure is logged once per run of failures; the claims then lapse like a dead
+        replica's unless a later renewal gets through in time."""
+        failing = False
+        while True:
+            await self._sleep(self.claim_ttl / CLAIM_RENEWALS_PER_TTL)
+            try:
+                await self.pool.execute(_EXTEND_CLAIMS, self.replica, self.claim_ttl)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if not failing:
+                    log.warning(
+                        "outbox_claims_not_renewed", store=self.display, error=_describe(exc)
+                    )
+                failing = True
+                continue
+            if failing:
+                log.info("outbox_claims_renewed", store=self.display)
+            failing = False
 
     async def _outbox_update(self, sql: str, *args: Any) -> None:
         """One row's outcome, and this replica's other claims renewed (it is alive)."""

@@ -255,14 +255,18 @@ class SQLiteStore:
 
         return await self._call(read)
 
-    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
-        """Pending rows whose next attempt is due, oldest first."""
+    async def outbox_due(
+        self, now: datetime, limit: int | None, channel: str | None = None
+    ) -> list[OutboxItem]:
+        """Pending rows whose next attempt is due, oldest first, at most ``limit`` (None: all),
+        of ``channel`` only when given."""
 
         def read(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(
                 "SELECT id, channel, data, attempts, created_at FROM outbox "
-                "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                (now.timestamp(), limit),
+                "WHERE state = 'pending' AND next_attempt_at <= ? "
+                "AND (? IS NULL OR channel = ?) ORDER BY id LIMIT ?",
+                (now.timestamp(), channel, channel, -1 if limit is None else limit),
             ).fetchall()
             return [
                 OutboxItem(
@@ -277,12 +281,15 @@ class SQLiteStore:
 
         return await self._call(read)
 
-    async def outbox_next_due(self) -> datetime | None:
-        """When the earliest pending row becomes due, or None when nothing is pending."""
+    async def outbox_next_due(self, channel: str | None = None) -> datetime | None:
+        """When the earliest pending row (of ``channel`` when given) becomes due, or None when
+        nothing is pending."""
 
         def read(db: sqlite3.Connection) -> float | None:
             row = db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' "
+                "AND (? IS NULL OR channel = ?)",
+                (channel, channel),
             ).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 
