@@ -208,6 +208,35 @@ async def test_group_wait_holds_new_rows_then_sends_them_as_one_message(
     assert len(receiver.requests) == 1
 
 
+async def test_a_held_storm_of_200_rows_goes_out_as_one_message(
+    store: SQLiteStore,
+    clock: ManualClock,
+    state_path: Path,
+    primary: tuple[Receiver, WebhookNotifier],
+) -> None:
+    receiver, hook = primary
+    box = outbox(store, clock, hook, group_wait=60)
+    for n in range(200):
+        await enqueue(store, clock, hook.channel, transition(f"disk_{n}", at=clock.now))
+    assert TINY.batch < 200  # more rows than a pass reads
+    for _ in range(3):
+        assert await box.deliver_due() == 0
+    assert receiver.requests == []
+
+    clock.advance(60)
+    with capture_logs() as logs:
+        assert await box.deliver_due() == 1
+
+    (request,) = await receiver.wait_for(1)
+    assert len(request.body["alerts"]) == 200
+    (grouped,) = events(logs, "notifications_grouped")
+    assert grouped["alerts"] == 200
+    assert [r["state"] for r in rows(state_path)] == ["merged"] * 200 + ["delivered"]
+    clock.advance(60)
+    assert await box.deliver_due() == 0
+    assert len(receiver.requests) == 1
+
+
 async def test_a_held_group_survives_a_restart_and_is_sent_once(
     state_path: Path,
     clock: ManualClock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -437,6 +438,36 @@ async def test_a_hanging_channel_does_not_hold_up_another(
     assert await store.outbox_counts() in ({"delivered": 2}, {"delivered": 1, "pending": 1})
     await slow_hook.close()
     await fast_hook.close()
+
+
+async def test_a_healthy_channel_delivers_within_a_second_while_another_is_stuck_sending(
+    store: SQLiteStore, clock: ManualClock, receiver_factory: ReceiverFactory
+) -> None:
+    stuck, healthy = await receiver_factory(), await receiver_factory()
+    stuck.script(Reply.HANG)  # blocks until released: that channel's pass does not end
+    stuck_hook, healthy_hook = webhook_for(stuck, timeout=30), webhook_for(healthy)
+    outbox = outbox_for(store, clock, stuck_hook, healthy_hook)
+    task = asyncio.create_task(outbox.run())
+    await enqueue(store, clock, stuck_hook.channel)
+    outbox.wake()
+    await stuck.wait_for(1)
+
+    queued = time.monotonic()
+    notification = await enqueue(
+        store, clock, healthy_hook.channel, transition("other", at=clock.now)
+    )
+    outbox.wake()
+    assert keys(await healthy.wait_for(1, timeout=1.0)) == [notification.idempotency_key]
+    delay_ms = (time.monotonic() - queued) * 1000
+    print(f"healthy channel delivered {delay_ms:.1f} ms after it was queued")  # noqa: T201
+
+    assert not task.done()
+    assert len(stuck.requests) == 1  # still in its first send
+    await stuck.stop()
+    await outbox.flush(5.0)
+    assert task.done()
+    await stuck_hook.close()
+    await healthy_hook.close()
 
 
 async def test_later_rows_of_a_channel_wait_behind_a_postponed_one_and_keep_their_order(

@@ -9,19 +9,24 @@ This module delivers them:
   the policy's backoff but never less than the peer's ``Retry-After``, one log line per retry;
 * a row whose pass ends in a transient error is postponed in the store with a row-level
   exponential backoff (durable across restarts); a permanent error fails it;
-* channels are independent (delivered concurrently); one channel's rows go out in the order
-  they were written: when a row is postponed, the channel's later rows wait behind it, and
-  when a later row is due, the channel's older pending rows are sent first (so a new alert
-  probes a channel that was down at once, rather than after its backoff), except when the
-  receiver asked for a pause with ``Retry-After``: then the channel rests until then;
+* channels are independent: :meth:`Outbox.run` gives each channel its own delivery task,
+  with its own wake-up, timer, backoff and ``Retry-After`` rest, so a channel that retries
+  for a minute never delays another channel's messages (a configured channel's task runs
+  from the start; a channel found with rows and no notifier gets one that fails its rows);
+* one channel's rows go out in the order they were written, one pass at a time: when a row
+  is postponed, the channel's later rows wait behind it, and when a later row is due, the
+  channel's older pending rows are sent first (so a new alert probes a channel that was
+  down at once, rather than after its backoff), except when the receiver asked for a pause
+  with ``Retry-After``: then the channel rests until then;
 * fallback (``DeliveryOptions.fallback``): a row that fails permanently, or whose channel has
   been failing for ``fallback_after`` seconds, is diverted: in one transaction a copy marked
   as a fallback is queued for the fallback channel (once: the copy keeps the idempotency key,
   and a channel's rows are unique by key) and the row ends as ``diverted``;
 * grouping (``DeliveryOptions.group_wait`` > 0): a channel's fresh rows (never attempted) are
-  held until the oldest of them is ``group_wait`` old, then replaced, in one transaction, by
-  one merged row (the others end as ``merged``) which is delivered like any row. Holding is
-  a postponement in the store, so a restart neither loses nor re-sends a group;
+  held until the oldest of them is ``group_wait`` old, then all of them, however many,
+  are replaced in one transaction by one merged row (the others end as ``merged``) which is
+  delivered like any row. Holding is a postponement in the store, so a restart neither
+  loses nor re-sends a group;
 * every outcome is reported to a :class:`~opswatch.notifiers.health.ChannelHealth`, which
   the daemon turns into the ``notifications_failing`` meta-alert.
 """
@@ -88,7 +93,8 @@ class RetryPolicy:
     ``attempts`` and ``total_seconds`` cap one pass; ``wait`` is tenacity's wait between its
     attempts. After a failed pass the row waits ``row_backoff_base`` seconds, doubling with
     each failed pass up to ``row_backoff_max`` (a peer's longer ``Retry-After`` wins, up to
-    the same cap). ``batch`` caps the rows read per pass.
+    the same cap). ``batch`` caps the rows of a channel read per pass (a group being merged
+    is read whole).
     """
 
     attempts: int = 5
@@ -136,12 +142,18 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, NotifyError) and not error.permanent
 
 
+def _groupable(item: OutboxItem) -> bool:
+    """A fresh row (never attempted, not a fallback copy): grouping may hold and merge it."""
+    return item.attempts == 0 and not is_fallback(item.notification)
+
+
 class Outbox:
     """Delivers the store's pending outbox rows through the configured notifiers.
 
     ``notifiers`` maps each channel (``Notifier.channel``) to its notifier. The daemon calls
     :meth:`wake` after each ``store.record`` that enqueued rows, runs :meth:`run` as a task
-    and, on shutdown, awaits :meth:`flush` (which also ends :meth:`run`).
+    (one delivery task per channel) and, on shutdown, awaits :meth:`flush` (which also ends
+    :meth:`run`).
     """
 
     def __init__(
@@ -161,16 +173,22 @@ class Outbox:
         self._sleep = sleep
         self._options = options or DeliveryOptions()
         self.health = self._options.health
+        #: run()'s own wake-up: look for rows of channels that have no delivery task yet
         self._wake = asyncio.Event()
-        self._pass_lock = asyncio.Lock()
+        #: each channel's delivery task waits on its own event and passes under its own lock
+        self._channel_wakes: dict[str, asyncio.Event] = {}
+        self._channel_locks: dict[str, asyncio.Lock] = {}
         #: channels whose peer asked us to wait (Retry-After): no probing before then
         self._resting_until: dict[str, datetime] = {}
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        """New rows were enqueued: deliver them now rather than at the next due time."""
+        """New rows were enqueued: every channel delivers now rather than at its next due
+        time."""
         self._wake.set()
+        for event in self._channel_wakes.values():
+            event.set()
 
     def failing_channels(self) -> frozenset[str]:
         """Channels whose last delivery attempt failed (or, after a restart, that still have
@@ -178,56 +196,73 @@ class Outbox:
         return self.health.failing()
 
     async def run(self) -> None:
-        """Deliver what is due, then sleep until woken or the next row is due; until cancelled
-        or :meth:`flush`."""
+        """Deliver every channel in its own task (see :meth:`_serve`), until cancelled or
+        :meth:`flush`; when woken, also give a task to any channel found with due rows and
+        no notifier (its rows fail)."""
         if self._run_task is not None:
             raise RuntimeError("Outbox.run() is already running")
         self._run_task = asyncio.current_task()
+        served: set[str] = set()
         try:
-            while not self._stopping:
-                self._wake.clear()
-                finished = await self.deliver_due()
-                if self._stopping:
-                    break
-                timeout = await self._seconds_until_next_due()
-                if timeout is not None and finished == 0:
-                    timeout = max(timeout, _IDLE_FLOOR_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.TaskGroup() as workers:
+                while not self._stopping:
+                    self._wake.clear()
+                    for channel in (*self._notifiers, *await self._unconfigured_due()):
+                        if channel not in served:
+                            served.add(channel)
+                            workers.create_task(self._serve(channel), name=f"outbox:{channel}")
+                    await self._wake.wait()
         finally:
             self._run_task = None
 
     async def deliver_due(self) -> int:
-        """One pass over the due rows; returns how many rows were finished (delivered or
-        failed). Postponed rows are not counted."""
-        async with self._pass_lock:
-            now = self._clock()
-            due = await self._store.outbox_due(now, self._policy.batch)
+        """One pass of every channel with due rows, concurrently; returns how many rows were
+        finished (delivered or failed). Postponed rows are not counted."""
+        channels = dict.fromkeys((*self._notifiers, *await self._unconfigured_due()))
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._pass(channel)) for channel in channels]
+        return sum(task.result() for task in tasks)
+
+    async def _serve(self, channel: str) -> None:
+        """One channel's delivery task: a pass, then sleep until woken or until the channel's
+        next row is due."""
+        wake = self._channel_wakes.setdefault(channel, asyncio.Event())
+        while not self._stopping:
+            wake.clear()
+            finished = await self._pass(channel)
+            if self._stopping:
+                break
+            timeout = await self._seconds_until_next_due(channel)
+            if timeout is not None and finished == 0:
+                timeout = max(timeout, _IDLE_FLOOR_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+
+    async def _pass(self, channel: str) -> int:
+        """One pass over ``channel``'s due rows (with its older pending ones, in order);
+        returns how many rows were finished."""
+        async with self._channel_locks.setdefault(channel, asyncio.Lock()):
+            batch = self._policy.batch
+            due = await self._store.outbox_due(self._clock(), batch, channel)
             if not due:
                 return 0
-            due_channels = {item.channel for item in due}
-            pending = await self._store.outbox_due(_ALL_PENDING, self._policy.batch)
+            pending = await self._store.outbox_due(_ALL_PENDING, batch, channel)
             rows: dict[int, OutboxItem] = {item.id: item for item in (*pending, *due)}
             for item in rows.values():
                 if item.attempts > 0:  # left failing by this or an earlier process
-                    self.health.failing_before(item.channel, item.created_at)
-            by_channel: dict[str, list[OutboxItem]] = {}
-            for item_id in sorted(rows):
-                item = rows[item_id]
-                if item.channel in due_channels:
-                    by_channel.setdefault(item.channel, []).append(item)
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._deliver_channel(channel, items))
-                    for channel, items in by_channel.items()
-                ]
-            return sum(task.result() for task in tasks)
+                    self.health.failing_before(channel, item.created_at)
+            return await self._deliver_channel(channel, [rows[i] for i in sorted(rows)])
+
+    async def _unconfigured_due(self) -> list[str]:
+        """Channels without a notifier that have due rows (among the oldest ``batch``)."""
+        due = await self._store.outbox_due(self._clock(), self._policy.batch)
+        return sorted({item.channel for item in due} - self._notifiers.keys())
 
     async def flush(self, deadline_s: float) -> int:
         """Shutdown: one last pass bounded by ``deadline_s``, then stop :meth:`run`. Rows left
         (or interrupted mid-send) stay pending for the next start."""
         self._stopping = True
-        self._wake.set()
+        self.wake()
         finished = 0
         deadline = asyncio.timeout(deadline_s)
         try:
@@ -254,8 +289,8 @@ class Outbox:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    async def _seconds_until_next_due(self) -> float | None:
-        next_due = await self._store.outbox_next_due()
+    async def _seconds_until_next_due(self, channel: str) -> float | None:
+        next_due = await self._store.outbox_next_due(channel)
         if next_due is None:
             return None
         return max(0.0, (next_due - self._clock()).total_seconds())
@@ -300,10 +335,10 @@ class Outbox:
 
     async def _group(self, channel: str, items: Sequence[OutboxItem]) -> list[OutboxItem]:
         """Hold the channel's fresh rows until the oldest is ``group_wait`` old, then merge
-        them into one row. Returns the rows to deliver now, in order."""
-        fresh = [i for i in items if i.attempts == 0 and not is_fallback(i.notification)]
-        fresh_ids = {i.id for i in fresh}
-        rest = [i for i in items if i.id not in fresh_ids]
+        all of them (however many: one message per group) into one row. Returns the rows to
+        deliver now, in order."""
+        fresh = [i for i in items if _groupable(i)]
+        rest = [i for i in items if not _groupable(i)]
         if not fresh:
             return rest
         oldest = min(i.created_at for i in fresh)
@@ -315,6 +350,11 @@ class Outbox:
                     item.id, 0, release, f"held for grouping until {release.isoformat()}"
                 )
             return rest
+        # the pass read at most a batch of rows: read the whole group
+        everything = await self._store.outbox_due(_ALL_PENDING, None, channel)
+        fresh = [i for i in everything if _groupable(i)]
+        oldest = min(i.created_at for i in fresh)
+        fresh_ids = {i.id for i in fresh}
         if len(fresh) == 1:
             return [*rest, *fresh]
         merged = merge([i.notification for i in fresh], self._options.render)
