@@ -43,7 +43,7 @@ from opswatch.recovery.base import CommandResult
 from opswatch.state.leases import CheckLeases
 from opswatch.state.postgres import PostgresStore
 from tests.conftest import free_port
-from tests.peers import Receiver
+from tests.peers import Receiver, Reply
 from tests.pgschema import fresh_schema
 
 FAST = RetryPolicy(attempts=2, total_seconds=5, wait=wait_none())
@@ -628,3 +628,47 @@ async def test_after_kill_9_of_the_holder_the_other_daemon_takes_over_within_the
     )
     history = await _query(postgres_dsn, schema, "SELECT kind FROM opswatch_history ORDER BY id")
     assert [r["kind"] for r in history] == ["fired", "resolved"]
+
+
+async def _sender(dsn: str, schema: str) -> str | None:
+    """The replica holding a claim on a pending outbox row (the one sending it)."""
+    rows = await _query(
+        dsn,
+        schema,
+        "SELECT claimed_by FROM opswatch_outbox WHERE state = 'pending' "
+        "AND claimed_by IS NOT NULL AND claim_until > clock_timestamp()",
+    )
+    return str(rows[0]["claimed_by"]) if rows else None
+
+
+async def test_a_replica_killed_mid_send_leaves_the_row_to_the_other_within_three_intervals(
+    daemons: tuple[Daemon, Daemon],
+    postgres_dsn: str,
+    schema: str,
+    target: Receiver,
+    webhook: Receiver,
+) -> None:
+    await _poll(lambda: _check_holder(postgres_dsn, schema))
+    await _poll(daemons[0].status)
+    await _poll(daemons[1].status)
+    webhook.script(Reply.HANG)  # the firing's first send never ends: its sender is killed
+
+    await target.stop()
+    (first,) = await webhook.wait_for(1, timeout=WAIT_S)
+    sender = _holder_of(daemons, await _poll(lambda: _sender(postgres_dsn, schema)))
+    survivor = daemons[1] if sender is daemons[0] else daemons[0]
+    assert sender.process is not None
+    sender.process.kill()
+    killed_at = asyncio.get_running_loop().time()
+    await sender.process.wait()
+    await target.start()  # the survivor resolves the alert: a later row on the same channel
+
+    # the dead replica's claim lapses within 3 intervals: the survivor sends the row again
+    _, again = await webhook.wait_for(2, timeout=WAIT_S)
+    took = asyncio.get_running_loop().time() - killed_at
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    assert took <= TTL_S + 2 * INTERVAL_S, took
+    # and the channel moves on: the resolution follows, in order
+    await webhook.wait_for(3, timeout=WAIT_S)
+    assert await survivor.terminate() == 0
+    assert _statuses(webhook) == ["firing", "firing", "resolved"], survivor.logs()
