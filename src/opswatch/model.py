@@ -197,3 +197,37 @@ class CycleRecord:
     resolved: Sequence[str]
     transitions: Sequence[Transition]
     outbox: Sequence[tuple[str, Notification]]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckStatus:
+    """The last run of one check (``/status``, ``/metrics``, health)."""
+
+    check: str
+    finished_at: datetime
+    duration_s: float
+    error: str | None
+    samples: Sequence[Sample]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``/healthz`` answers and the systemd watchdog follows."""
+
+    healthy: bool
+    reason: str
+    started_at: datetime
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """The breaker of one key. ``allowed``: executions allowed now (0: open)."""
+
+    key: str
+    used: int
+    limit: int
+    allowed: int
+    state: str  # closed | open | half-open
+    trial: bool = False
+    next_trial_at: datetime | None = None

@@ -282,7 +282,7 @@ def test_load_takes_active_alerts_and_ignores_resolved_ones(clock: ManualClock) 
     fresh = tracker()
     fresh.load([fired.alert, old])
     assert fresh.active() == [fired.alert]
-    assert fresh.take_changed() == []
+    assert fresh.take().alerts == []
 
 
 def test_a_loaded_remediating_alert_keeps_its_state_and_resolves_from_it(
@@ -300,21 +300,21 @@ def test_a_loaded_remediating_alert_keeps_its_state_and_resolves_from_it(
     assert resolved.previous_state is AlertState.REMEDIATING
 
 
-def test_take_changed_hands_over_each_changed_alert_once(clock: ManualClock) -> None:
+def test_take_hands_over_each_changed_alert_once(clock: ManualClock) -> None:
     alerts = tracker()
     a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
     alerts.update(run(finding(labels=a), finding(labels=b)), clock.now)
-    assert [x.labels for x in alerts.take_changed()] == [a, b]
-    assert alerts.take_changed() == []
+    assert [x.labels for x in alerts.take().alerts] == [a, b]
+    assert alerts.take().alerts == []
     clock.advance(30)
     alerts.update(run(finding(labels=a)), clock.now)  # /a seen again, /b resolved
-    changed = alerts.take_changed()
+    changed = alerts.take().alerts
     assert [(x.labels, x.state, x.last_seen_at) for x in changed] == [
         (a, AlertState.FIRING, clock.now),
         (b, AlertState.RESOLVED, clock.now - timedelta(seconds=30)),
     ]
     alerts.acknowledge(fingerprint("disk_full", a), "alice", clock.now)
-    assert [x.acked_by for x in alerts.take_changed()] == ["alice"]
+    assert [x.acked_by for x in alerts.take().alerts] == ["alice"]
 
 
 def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualClock) -> None:
@@ -324,7 +324,7 @@ def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualC
     alerts.update(run(), clock.now)
     clock.advance(30)
     alerts.update(run(finding()), clock.now)
-    changed = alerts.take_changed()
+    changed = alerts.take().alerts
     assert [(x.state, x.started_at) for x in changed] == [
         (AlertState.RESOLVED, clock.now - timedelta(seconds=60)),
         (AlertState.FIRING, clock.now),

@@ -20,12 +20,12 @@ from prometheus_client.samples import Sample as PromSample
 
 from opswatch.api.families import label_name, sample_families
 from opswatch.api.metrics import CONTENT_TYPE, MetricsExporter
-from opswatch.api.routes import CheckStatus
+from opswatch.api.services import MetricsView
 from opswatch.collectors.base import Collector
 from opswatch.config import Env
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
-from opswatch.model import Clock, Sample
+from opswatch.model import CheckStatus, Clock, Sample
 from tests.peers import Receiver
 
 WAIT_S = 10.0
@@ -73,8 +73,8 @@ async def test_a_scrape_of_the_running_daemon_reports_its_health_checks_and_samp
     await app.start()
     try:
         async with asyncio.timeout(WAIT_S):
-            await app.wait_for_runs("host")
-            await app.wait_for_runs("http:api")
+            await app.checks.wait_for_runs("host")
+            await app.checks.wait_for_runs("http:api")
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{app.api.port}/metrics") as response,
@@ -136,7 +136,7 @@ async def test_a_failing_check_counts_errors_and_its_alert_shows_by_state_and_se
     await app.open()
     try:
         for _ in range(3):
-            await app.run_check("tcp:db")
+            await app.cycle.run("tcp:db")
         families = parse((await app.metrics.render()).decode())
     finally:
         await app.stop()
@@ -195,7 +195,7 @@ async def test_recovery_outcomes_of_this_process_are_exported(tmp_path: Path) ->
     await app.open()
     try:
         app.recovery.outcomes.update({("systemd", "recovered"): 2, ("files", "failed"): 1})
-        exporter = MetricsExporter(app, process=False)
+        exporter = MetricsExporter(MetricsView(app.services), process=False)
         families = parse((await exporter.render()).decode())
     finally:
         await app.stop()

@@ -95,7 +95,7 @@ def runner(
         RecoverySettings(bindings=(BINDING,), verify_every_s=2, verify_for_s=10), **settings
     )
     return RecoveryRunner(
-        lambda: configured,
+        configured,
         store,
         clock=clock,
         commands=commands,

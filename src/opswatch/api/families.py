@@ -19,8 +19,7 @@ from prometheus_client.metrics_core import (
 
 from opswatch import __version__
 from opswatch.api.metrics import DURATION_BUCKETS, CheckCounters, MetricsSource
-from opswatch.api.routes import CheckStatus, Health
-from opswatch.model import Alert, AlertState, Sample, Severity
+from opswatch.model import Alert, AlertState, CheckStatus, Health, Sample, Severity
 
 #: families opswatch names itself; a sample family with one of these names gets a prefix
 _OWN_PREFIXES = (

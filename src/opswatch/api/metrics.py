@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from opswatch.api.routes import CheckStatus, Health
-from opswatch.model import Alert
+from opswatch.model import Alert, CheckStatus, Health
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -146,8 +145,3 @@ METRICS: web.AppKey[MetricsExporter] = web.AppKey("metrics")
 async def metrics_handler(request: web.Request) -> web.Response:
     body = await request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-def add_metrics_route(app: web.Application, exporter: MetricsExporter) -> None:
-    app[METRICS] = exporter
-    app.router.add_get("/metrics", metrics_handler)

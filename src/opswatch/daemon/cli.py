@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon.app import App, recover_once
+from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
-from opswatch.daemon.reload import EnvironmentSource
+from opswatch.daemon.recover import recover_once
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.daemon.status import api_url, status
+from opswatch.envfile import EnvironmentSource
 from opswatch.logging import configure_logging
 from opswatch.model import Finding, RecoveryOutcome, Sample, utcnow
 from opswatch.notifiers.probe import probe, probe_notification, select

@@ -13,7 +13,7 @@ from typing import Any
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings
-from opswatch.daemon.reload import ENV_FILE
+from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import Notifier

@@ -172,6 +172,10 @@ class Outbox:
         """New rows were enqueued: deliver them now rather than at the next due time."""
         self._wake.set()
 
+    def channels(self) -> list[str]:
+        """The configured channels, in configuration order."""
+        return list(self._notifiers)
+
     def failing_channels(self) -> frozenset[str]:
         """Channels whose last delivery attempt failed (or, after a restart, that still have
         rows an earlier process could not deliver)."""

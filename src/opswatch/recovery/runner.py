@@ -43,6 +43,7 @@ from tenacity.wait import WaitBaseT
 
 from opswatch.model import (
     Alert,
+    BudgetState,
     Clock,
     RecoveryOutcome,
     RecoveryResult,
@@ -90,19 +91,6 @@ class RecoveryPolicy:
             total_seconds=settings.total_timeout_s,
             attempt_timeout=settings.attempt_timeout_s,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetState:
-    """The breaker of one key. ``allowed``: executions allowed now (0: open)."""
-
-    key: str
-    used: int
-    limit: int
-    allowed: int
-    state: str  # closed | open | half-open
-    trial: bool = False
-    next_trial_at: datetime | None = None
 
 
 def budget_state(
@@ -154,7 +142,7 @@ class RecoveryRunner:
 
     def __init__(
         self,
-        settings: Callable[[], RecoverySettings],
+        settings: RecoverySettings,
         store: RecoveryStore,
         *,
         clock: Clock = utcnow,
@@ -162,7 +150,8 @@ class RecoveryRunner:
         policy: RecoveryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._settings = settings
+        #: replaced by a reload
+        self.settings = settings
         self._store = store
         self._clock = clock
         self._commands = commands or SubprocessRunner()
@@ -173,10 +162,6 @@ class RecoveryRunner:
         self.outcomes: Counter[tuple[str, str]] = Counter()
         #: executions reserved by runs in progress (counted against the host-wide cap)
         self._reserved: dict[str, int] = {}
-
-    @property
-    def settings(self) -> RecoverySettings:
-        return self._settings()
 
     @property
     def policy(self) -> RecoveryPolicy:
