@@ -22,6 +22,7 @@ from opswatch.notifiers.routing import META_RULE
 from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RECOVERY_PREFIX, RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
+from opswatch.redact import register as register_secrets
 from opswatch.rules.base import Rule
 from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.threshold import Level
@@ -117,6 +118,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     known = (f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE, RECOVERY_PREFIX)
     unknown = env.unknown((*plugin_prefixes, *known))
+    register_secrets(env.secrets)
     return AppConfig(
         settings,
         tuple(collectors),

@@ -59,6 +59,7 @@ from opswatch.recovery.base import (
     plural,
 )
 from opswatch.recovery.config import Binding, Budget, RecoverySettings
+from opswatch.redact import scrub
 from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
@@ -404,7 +405,9 @@ class RecoveryRunner:
             outcome=outcome,
             attempts=attempts,
             duration_s=time.monotonic() - started,
-            detail=detail,
+            # every action's detail (an error's text may quote a URL or a DSN) is scrubbed
+            # here, before it is stored, logged, notified and answered
+            detail=scrub(detail),
             at=self._clock(),
             rule=ctx.rule,
             target=ctx.target,
