@@ -167,5 +167,7 @@ class ScrubbedStream(io.TextIOBase):
 
 def scrub_output() -> None:
     """Scrub everything this process prints from now on (the CLI's stdout and stderr)."""
-    sys.stdout = cast(TextIO, ScrubbedStream(sys.stdout))
-    sys.stderr = cast(TextIO, ScrubbedStream(sys.stderr))
+    if not isinstance(sys.stdout, ScrubbedStream):
+        sys.stdout = cast(TextIO, ScrubbedStream(sys.stdout))
+    if not isinstance(sys.stderr, ScrubbedStream):
+        sys.stderr = cast(TextIO, ScrubbedStream(sys.stderr))

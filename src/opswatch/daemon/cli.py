@@ -27,6 +27,7 @@ from opswatch.envfile import EnvironmentSource
 from opswatch.logging import configure_logging
 from opswatch.model import Finding, RecoveryOutcome, Sample, utcnow
 from opswatch.notifiers.probe import probe, probe_notification, select
+from opswatch.redact import scrub_output
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opswatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    scrub_output()  # every line printed from here on is scrubbed of the configured secrets
     if command == "check-config":
         print(json.dumps(config.describe(), indent=2))
         return 0
