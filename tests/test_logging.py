@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,12 +21,6 @@ from tests.conftest import free_port
 from tests.pgcluster import private_cluster
 
 MARKER = "Mk7-secret-value-Q9"
-
-
-@pytest.fixture(autouse=True)
-def _no_secrets_registered() -> Iterator[None]:
-    yield
-    redact.register(())
 
 
 def _fail_with_a_secret_local() -> None:
