@@ -101,7 +101,15 @@ class Remediation:
         collector = EvidenceCollector(self.evidence, self._clock)
         evidence = await collector.capture([t.alert for t in fired])
         for fingerprint, captured in evidence.items():
-            await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            try:
+                await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            except Exception as exc:  # a store outage: the run goes on (the commit says more)
+                log.warning(
+                    "evidence_write_failed",
+                    fingerprint=fingerprint,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=True,
+                )
         transitions = [
             dataclasses.replace(t, evidence=evidence[t.alert.fingerprint].lines())
             if t.kind is TransitionKind.FIRED and t.alert.fingerprint in evidence
