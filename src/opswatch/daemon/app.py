@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -30,7 +29,7 @@ from opswatch.daemon.reload import Reload
 from opswatch.daemon.replicas import Replicas
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
-from opswatch.model import Alert, AlertState, Clock, Transition, TransitionKind, utcnow
+from opswatch.model import Alert, Clock, utcnow
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
@@ -141,33 +140,10 @@ class App:
         """Open the state and restore the alerts that were firing; returns them."""
         await self.store.open()
         await self.leases.lease.open()
-        active = await self.adopt(await self.store.load_active())
+        active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over
             await self.remediation.restore(self.tracker.active())
-        return active
-
-    async def adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Load ``alerts`` into the tracker but those whose rule or check is no longer
-        configured: they could never resolve, so they are resolved now (notified once)."""
-        rules = self.evaluator.rule_names()
-        active = [a for a in alerts if a.rule in rules and a.check in self.cycle.collectors]
-        kept = {a.fingerprint for a in active}
-        self.tracker.retain(lambda a: a.fingerprint in kept)
-        self.tracker.load(active)
-        orphans = [a for a in alerts if a.fingerprint not in kept]
-        if orphans and await self.replicas.lead("orphans", status=False):
-            now = self._clock()
-            retired = [
-                Transition(
-                    replace(a, state=AlertState.RESOLVED, resolved_at=now),
-                    TransitionKind.RESOLVED,
-                    now,
-                    previous_state=a.state,
-                )
-                for a in orphans
-            ]
-            await self.book.commit("rules", retired, now)
         return active
 
     async def start(self) -> None:

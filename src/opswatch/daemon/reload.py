@@ -116,7 +116,7 @@ class Reload:
         # 3. swap (no await in between: a straggling job sees all old or all new parts)
         rules_changed = self._swap(config)
         # 4. restart: alerts of removed rules or checks are resolved, then checks run at once
-        active = await app.adopt(app.tracker.active())
+        active = await app.cycle.adopt(app.tracker.active())
         if rules_changed:
             app.evaluator.seed(active)
         app.spawn(app.outbox.run(), "outbox")

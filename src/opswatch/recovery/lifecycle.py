@@ -88,6 +88,10 @@ class Remediation:
     def settings(self) -> RecoverySettings:
         return self.runner.settings
 
+    def _muted(self, alert: Alert) -> bool:
+        """Asks the notify pipeline's muter: a silenced alert is not remediated either."""
+        return self._book.pipeline.muter.muted(alert, self._clock())
+
     # -- in a check run ------------------------------------------------------------------
 
     async def intake(
@@ -123,7 +127,9 @@ class Remediation:
             if transition.kind is not TransitionKind.FIRED or fingerprint in self.in_progress:
                 continue
             binding = self.runner.binding_for(transition.alert)
-            if binding is None or tracker.begin_remediation(fingerprint) is None:
+            if binding is None or self._muted(transition.alert):
+                continue
+            if tracker.begin_remediation(fingerprint) is None:
                 continue
             self.in_progress.add(fingerprint)
             claims.append(Claim(transition, binding))
@@ -219,6 +225,11 @@ class Remediation:
             ),
             None,
         )
+        if alert is not None and self._muted(alert):
+            ctx = self.runner.context(binding, alert, name)
+            return await self.runner.refuse(
+                binding, ctx, RecoveryOutcome.SKIPPED_SILENCED, "the alert is silenced"
+            )
         if (
             alert is not None
             and alert.state is AlertState.FIRING
