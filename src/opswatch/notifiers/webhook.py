@@ -10,7 +10,11 @@ With ``OPSWATCH_WEBHOOK_SECRET`` every request is signed: ``X-Opswatch-Signature
 sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes under the secret, beside
 ``X-Opswatch-Timestamp`` (Unix seconds at sending). ``OPSWATCH_WEBHOOK_HEADERS`` adds headers
 (``Authorization: Bearer x; X-Team: ops``); their values are secrets like the URL. Both apply
-to every configured URL.
+to every configured URL. Credentials in a URL (``https://user:pass@host/``) are sent as Basic
+authentication, so an ``Authorization`` header beside them is refused at start-up.
+
+An untrusted certificate (self-signed, expired, another host's) is a permanent error: it is
+not retried, since only an operator can fix it.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class WebhookNotifier:
         headers = parse_headers(env.secret(HEADERS_VAR))
         if len({u.reveal() for u in urls}) != len(urls):
             raise ConfigError(URL_VAR, "a URL is listed twice")
+        _refuse_two_credentials(urls, headers)
         render = RenderOptions.from_env(env)
         return [
             cls(url, timeout=timeout, secret=secret, headers=headers, render=render) for url in urls
@@ -127,6 +132,11 @@ class WebhookNotifier:
             ) from None
         except aiohttp.InvalidURL:
             raise NotifyError(f"webhook {self._url}: invalid URL", permanent=True) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # the same certificate fails the same way next time: an operator must act
+            raise NotifyError(
+                f"webhook {self._url}: {describe_client_error(exc)}", permanent=True
+            ) from None
         except aiohttp.ClientError as exc:
             # str(exc) can hold the URL: report the kind of failure only.
             raise NotifyError(
@@ -191,6 +201,21 @@ def parse_headers(value: Secret | None) -> dict[str, Secret]:
             raise ConfigError(HEADERS_VAR, f"header {name}: a value cannot span lines")
         headers[name] = Secret(header_value.strip())
     return headers
+
+
+def _refuse_two_credentials(urls: Sequence[Secret], headers: Mapping[str, Secret]) -> None:
+    """A URL's ``user:password@`` becomes a Basic ``Authorization`` header: HTTP has room for
+    one, so a configured ``Authorization`` header as well would fail every send."""
+    if not any(name.lower() == "authorization" for name in headers):
+        return
+    for number, url in enumerate(urls, start=1):
+        parts = urlsplit(url.reveal())
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                HEADERS_VAR,
+                f"an Authorization header cannot go with the credentials (user:password@) of "
+                f"URL {number} of {URL_VAR}: keep one of them",
+            )
 
 
 def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
