@@ -612,3 +612,34 @@ def test_check_config_refuses_url_credentials_with_an_authorization_header(
     assert line.startswith("opswatch: configuration error: OPSWATCH_WEBHOOK_HEADERS: ")
     assert "pa55word" not in line
     assert "tok-123" not in line
+
+
+def test_a_severity_change_resolves_the_label_set_consumers_knew_beside_the_new_one() -> None:
+    critical = payload(render([transition(severity=Severity.CRITICAL)], T0))
+    changed = payload(
+        render(
+            [
+                transition(
+                    kind=TransitionKind.SEVERITY_CHANGED,
+                    severity=Severity.EMERGENCY,
+                    previous_severity=Severity.CRITICAL,
+                    at=LATER,
+                )
+            ],
+            LATER,
+        )
+    )
+
+    assert_alertmanager_v4(changed)
+    (known,) = critical["alerts"]
+    old, new = changed["alerts"]
+    assert old["status"] == "resolved"
+    assert old["labels"] == known["labels"]  # the very label set the consumer holds
+    assert old["endsAt"] == "2026-01-01T12:12:00.000Z"
+    assert old["annotations"]["replaced_by"] == "severity emergency"
+    assert new["status"] == "firing"
+    assert new["labels"] == {**known["labels"], "severity": "emergency"}
+    assert new["fingerprint"] == known["fingerprint"]  # opswatch's id stays
+    assert old["fingerprint"] != new["fingerprint"]
+    assert changed["status"] == "firing"
+    assert "severity" not in changed["commonLabels"]

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from opswatch.config import ConfigError, Env, Secret
-from opswatch.model import Notification, Transition
+from opswatch.model import Notification, Transition, fingerprint
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import (
     SNIPPET_CHARS,
@@ -221,9 +221,16 @@ def _refuse_two_credentials(urls: Sequence[Secret], headers: Mapping[str, Secret
 def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
     """The Alertmanager webhook body (version 4) for one notification. A configured runbook
     URL is the ``runbook_url`` annotation (Alertmanager's convention); a fallback copy
-    carries the ``fallback`` annotation saying which channel failed."""
+    carries the ``fallback`` annotation saying which channel failed. A severity change (or
+    an escalation) also resolves the alert under its previous severity (:func:`_retired`)."""
     note = fallback_note(notification)
-    alerts = [_alert(t, options or RenderOptions(), note) for t in notification.transitions]
+    alerts: list[dict[str, Any]] = []
+    for transition in notification.transitions:
+        alert = _alert(transition, options or RenderOptions(), note)
+        retired = _retired(transition, alert)
+        if retired is not None:
+            alerts.append(retired)
+        alerts.append(alert)
     fingerprints = ",".join(sorted({t.alert.fingerprint for t in notification.transitions}))
     return {
         "version": "4",
@@ -270,6 +277,32 @@ def _alert(transition: Transition, options: RenderOptions, note: str | None) -> 
         "endsAt": ZERO_TIME if ends is None else rfc3339(ends),
         "generatorURL": "",
         "fingerprint": alert.fingerprint,
+    }
+
+
+def _retired(transition: Transition, alert: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The alert under its previous severity, resolved, when the severity changed.
+
+    Alertmanager and its consumers identify an alert by its label set, ``severity``
+    included: to them a severity change is a new alert, and the one they knew must be
+    resolved or it fires forever. Its ``fingerprint`` is that of its own label set; the
+    alert under the new severity keeps opswatch's.
+    """
+    previous = transition.previous_severity
+    if previous is None or previous is transition.alert.severity or alert["status"] != "firing":
+        return None
+    labels = {**alert["labels"], "severity": previous.value}
+    annotations = {
+        **alert["annotations"],
+        "replaced_by": f"severity {transition.alert.severity.value}",
+    }
+    return {
+        **alert,
+        "status": "resolved",
+        "labels": labels,
+        "annotations": annotations,
+        "endsAt": rfc3339(transition.at),
+        "fingerprint": fingerprint(transition.alert.rule, labels),
     }
 
 
