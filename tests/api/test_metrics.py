@@ -322,9 +322,19 @@ http_requests_total{{status="200"}} {count}
 """
 
 
+@pytest.fixture
+async def application() -> AsyncIterator[Receiver]:
+    """An application's /metrics page (apart from ``target``, which the http check reads)."""
+    service = Receiver()
+    await service.start()
+    yield service
+    await service.stop()
+
+
 async def test_metrics_pass_promtool_after_several_cycles_with_every_collector(
     *,
     target: Receiver,
+    application: Receiver,
     tmp_path: Path,
     clock: ManualClock,
     postgres_dsn: str,
@@ -336,7 +346,7 @@ async def test_metrics_pass_promtool_after_several_cycles_with_every_collector(
     queue_url = f"{rabbitmq_management}/api/queues/%2F/{queue}"
     (tmp_path / "backup.dump").write_text("x")
     cycles = 3
-    target.script(
+    application.script(
         *(
             Reply(
                 body=APP_METRICS.format(count=10 * n),
@@ -354,7 +364,7 @@ async def test_metrics_pass_promtool_after_several_cycles_with_every_collector(
         "OPSWATCH_TCP_TARGETS": "db=127.0.0.1:5432",
         "OPSWATCH_COMMAND_TARGETS": "true=/bin/true",
         "OPSWATCH_FILE_TARGETS": f"backups={tmp_path}/*.dump",
-        "OPSWATCH_PROMETHEUS_TARGETS": f"app={target.url}/metrics",
+        "OPSWATCH_PROMETHEUS_TARGETS": f"app={application.url}/metrics",
         "OPSWATCH_PROMETHEUS_APP_RATES": "http_requests_total",
         "OPSWATCH_HOST_TCP_STATES_INTERVAL": "0",
         "OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"),
@@ -392,6 +402,7 @@ async def test_metrics_pass_promtool_after_several_cycles_with_every_collector(
     ):
         assert family in families, family
     assert value(families, "opswatch_process_restarts_total", check="process:me") == 0
+    assert value(families, "opswatch_prometheus_up", check="prometheus:app", target="app") == 1
     lint = await asyncio.create_subprocess_exec(
         promtool,
         "check",
