@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
+import shutil
+import ssl
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,12 +21,14 @@ from aiohttp import web
 
 from opswatch import __version__
 from opswatch.config import ConfigError, Env, Secret, mask_url
+from opswatch.daemon.cli import main
 from opswatch.model import Notification, Severity, TransitionKind
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import parse_retry_after
 from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.webhook import WebhookNotifier, payload
+from tests.conftest import REQUIRE_SERVICES
 from tests.notifiers.conftest import T0, transition
 from tests.peers import Receiver, Reply
 
@@ -513,3 +518,128 @@ def test_a_configured_runbook_becomes_the_runbook_url_annotation() -> None:
     assert body["alerts"][0]["annotations"]["runbook_url"] == (
         "https://wiki.example/runbooks/cpu_high"
     )
+
+
+async def _self_signed(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1 (``openssl req``)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        reason = "openssl is not installed (apt-get install openssl)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} and OPSWATCH_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(reason)
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    process = await asyncio.create_subprocess_exec(
+        openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, error = await process.communicate()
+    assert process.returncode == 0, error.decode()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+async def https_receiver(tmp_path: Path) -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """An HTTPS endpoint whose certificate nobody trusts; records the requests it gets."""
+    requests: list[web.Request] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        requests.append(request)
+        return web.Response()
+
+    application = web.Application()
+    application.router.add_post("/{tail:.*}", hook)
+    runner = web.AppRunner(application, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=await _self_signed(tmp_path))
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"https://127.0.0.1:{port}", requests
+    await runner.cleanup()
+
+
+async def test_an_untrusted_certificate_is_a_permanent_error_without_the_secret_path(
+    https_receiver: tuple[str, list[web.Request]],
+) -> None:
+    base, requests = https_receiver
+    url = f"{base}/hooks/SECRETPATH"
+    notifier = WebhookNotifier(Secret(url, mask_url(url, hide_path=True)), timeout=5.0)
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert caught.value.permanent is True
+    assert "untrusted certificate (self-signed certificate)" in str(caught.value)
+    assert "SECRETPATH" not in str(caught.value)
+    assert requests == []
+
+
+def test_credentials_in_the_url_with_an_authorization_header_are_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        WebhookNotifier.from_env(
+            Env(
+                {
+                    "OPSWATCH_WEBHOOK_URL": "https://x.example/a,https://bob:pa55word@x.example/b",
+                    "OPSWATCH_WEBHOOK_HEADERS": "authorization: Bearer tok-123",
+                }
+            )
+        )
+
+    assert caught.value.variable == "OPSWATCH_WEBHOOK_HEADERS"
+    assert "URL 2 of OPSWATCH_WEBHOOK_URL" in caught.value.problem
+    assert "pa55word" not in str(caught.value)
+    assert "tok-123" not in str(caught.value)
+
+
+def test_check_config_refuses_url_credentials_with_an_authorization_header(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPSWATCH_STATE_PATH", str(tmp_path / "s.sqlite3"))
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_URL", "https://bob:pa55word@x.example/hook")
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_HEADERS", "Authorization: Bearer tok-123")
+
+    assert main(["check-config"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("opswatch: configuration error: OPSWATCH_WEBHOOK_HEADERS: ")
+    assert "pa55word" not in line
+    assert "tok-123" not in line
+
+
+def test_a_severity_change_resolves_the_label_set_consumers_knew_beside_the_new_one() -> None:
+    critical = payload(render([transition(severity=Severity.CRITICAL)], T0))
+    changed = payload(
+        render(
+            [
+                transition(
+                    kind=TransitionKind.SEVERITY_CHANGED,
+                    severity=Severity.EMERGENCY,
+                    previous_severity=Severity.CRITICAL,
+                    at=LATER,
+                )
+            ],
+            LATER,
+        )
+    )
+
+    assert_alertmanager_v4(changed)
+    (known,) = critical["alerts"]
+    old, new = changed["alerts"]
+    assert old["status"] == "resolved"
+    assert old["labels"] == known["labels"]  # the very label set the consumer holds
+    assert old["endsAt"] == "2026-01-01T12:12:00.000Z"
+    assert old["annotations"]["replaced_by"] == "severity emergency"
+    assert new["status"] == "firing"
+    assert new["labels"] == {**known["labels"], "severity": "emergency"}
+    assert new["fingerprint"] == known["fingerprint"]  # opswatch's id stays
+    assert old["fingerprint"] != new["fingerprint"]
+    assert changed["status"] == "firing"
+    assert "severity" not in changed["commonLabels"]

@@ -71,7 +71,7 @@ class CheckBoard:
         for sample in samples:
             if sample.metric.endswith(".up") and error is None:
                 self._up_labels[check] = sample.labels
-        self._stats.observe(check, duration_s if scheduled else None, error is not None)
+        self._stats.observe(self._statuses[check], duration_s if scheduled else None)
         await self._count(check)
 
     async def standby(self, check: str) -> None:
@@ -109,6 +109,10 @@ class CheckBoard:
 
     def stats(self) -> Mapping[str, CheckCounters]:
         return self._stats.snapshot()
+
+    def series(self) -> CheckStats:
+        """The series ``/metrics`` exposes, remembered across runs."""
+        return self._stats
 
     def health(self) -> Health:
         """Unhealthy when the scheduler stopped or a check has not finished within
