@@ -15,10 +15,11 @@ from opswatch.alerts.book import AlertBook
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
-from opswatch.model import Evaluation, Finding, Severity, TransitionKind, fingerprint
+from opswatch.model import Evaluation, Finding, Severity, TransitionKind, fingerprint, utcnow
 from opswatch.notifiers.outbox import RetryPolicy
 from opswatch.notifiers.pipeline import NotifyPipeline
 from opswatch.notifiers.routing import RouteTable
+from opswatch.state.outage import StoreOutage
 from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
 from tests.peers import Receiver
@@ -55,7 +56,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 def _book(store: SQLiteStore, tracker: AlertTracker) -> AlertBook:
     routes = RouteTable((CHANNEL,), {s: frozenset({CHANNEL}) for s in Severity})
-    return AlertBook(store, tracker, NotifyPipeline(routes), lambda: None)
+    outage = StoreOutage(utcnow, 3600.0, lambda: None)
+    return AlertBook(store, tracker, NotifyPipeline(routes), lambda: None, outage)
 
 
 async def test_another_checks_commit_never_writes_a_half_made_alert(
@@ -146,13 +148,23 @@ async def test_a_full_state_disk_while_a_target_fails_notifies_firing_then_resol
         await app.checks.wait_for_runs("http:api", 1)
         await target.stop()
         await store._call(lambda db: db.execute("PRAGMA query_only = ON"))
-        for _ in range(3):
-            assert await app.cycle.run("http:api") == []
+        with capture_logs() as logs:
+            for _ in range(3):
+                assert await app.cycle.run("http:api") == []
         assert app.tracker.active() == []
         assert webhook.requests == []
+        events = [e["event"] for e in logs]
+        assert events.count("state_store_unavailable") == 1  # per outage, not per attempt
+        assert events.count("state_write_failed") == 1
+        health = app.checks.health()
+        assert not health.healthy
+        assert health.reason.startswith("state store unavailable since ")
 
         await store._call(lambda db: db.execute("PRAGMA query_only = OFF"))
-        (fired,) = await app.cycle.run("http:api")
+        with capture_logs() as logs:
+            (fired,) = await app.cycle.run("http:api")
+        assert [e["event"] for e in logs].count("state_store_available") == 1
+        assert app.checks.health().healthy
         assert fired.kind is TransitionKind.FIRED
         await target.start()
         (resolved,) = await app.cycle.run("http:api")
@@ -176,3 +188,20 @@ def test_sqlite_query_only_is_what_a_full_disk_looks_like_to_a_write() -> None:
     db.execute("PRAGMA query_only = ON")
     with pytest.raises(sqlite3.OperationalError):
         db.execute("INSERT INTO t VALUES (1)")
+
+
+def test_an_outage_longer_than_the_limit_gives_up_once(clock: ManualClock) -> None:
+    gave_up: list[bool] = []
+    outage = StoreOutage(clock, 60.0, lambda: gave_up.append(True))
+    with capture_logs() as logs:
+        outage.failed("OSError: disk full")
+        clock.advance(59)
+        outage.failed("OSError: disk full")
+        assert gave_up == []
+        clock.advance(1)
+        outage.failed("OSError: disk full")
+        outage.failed("OSError: disk full")
+    assert gave_up == [True]
+    assert [e["event"] for e in logs] == ["state_store_unavailable", "state_store_gave_up"]
+    outage.succeeded()
+    assert not outage.down

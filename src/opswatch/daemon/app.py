@@ -37,6 +37,7 @@ from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Veri
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
+from opswatch.state.outage import StoreOutage
 from opswatch.timing import Timing
 
 log = structlog.get_logger("opswatch")
@@ -69,9 +70,20 @@ class App:
         self.outbox = self.new_outbox(config)
         self.scheduler = Scheduler(self.timing)
         self.systemd = systemd or SystemdNotifier(None)
-        checks = [c.check for c in config.collectors]
-        self.checks = CheckBoard(checks, self.timing, clock, self.scheduler, self.systemd.ready)
-        self.book = AlertBook(self.store, self.tracker, config.notify.pipeline(), self._wake_outbox)
+        self._crashed = False
+        self._stop_requested = asyncio.Event()
+        self.outage = StoreOutage(clock, config.settings.state_give_up_after, self._give_up)
+        self.checks = CheckBoard(
+            [c.check for c in config.collectors],
+            self.timing,
+            clock,
+            scheduler=self.scheduler,
+            on_ready=self.systemd.ready,
+            outage=self.outage,
+        )
+        self.book = AlertBook(
+            self.store, self.tracker, config.notify.pipeline(), self._wake_outbox, self.outage
+        )
         self.recovery = RecoveryRunner(
             config.recovery,
             self.store,
@@ -116,8 +128,6 @@ class App:
         self.reloader = Reload(self, environ, clock)
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False
-        self._crashed = False
-        self._stop_requested = asyncio.Event()
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
@@ -226,6 +236,10 @@ class App:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def _give_up(self) -> None:
+        self._crashed = True
+        self._stop_requested.set()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A background task (outbox, heartbeat) must not die quietly: stop the daemon."""

@@ -17,6 +17,7 @@ import structlog
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.model import CheckStatus, Clock, Health, Sample
+from opswatch.state.outage import StoreOutage
 from opswatch.timing import Timing
 
 log = structlog.get_logger("opswatch")
@@ -28,10 +29,13 @@ class CheckBoard:
         checks: Collection[str],
         timing: Timing,
         clock: Clock,
+        *,
         scheduler: Scheduler,
         on_ready: Callable[[], None],
+        outage: StoreOutage,
     ) -> None:
         self.checks = tuple(checks)
+        self._outage = outage
         self.timing = timing
         self._clock = clock
         self._scheduler = scheduler
@@ -121,6 +125,10 @@ class CheckBoard:
         last = max((s.finished_at for s in self._statuses.values()), default=None)
         if not self._scheduler.running:
             return Health(False, "scheduler is not running", self.started_at, last)
+        if self._outage.since is not None:
+            down = self._outage.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            reason = f"state store unavailable since {down}: {self._outage.reason}"
+            return Health(False, reason, self.started_at, last)
         for check in self.checks:
             status = self._statuses.get(check)
             since = self.started_at if status is None else status.finished_at

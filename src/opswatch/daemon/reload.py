@@ -147,6 +147,7 @@ class Reload:
         app.cycle.collectors = {c.check: c for c in config.collectors}
         app.checks.configure(app.cycle.collectors, timing)
         app.scheduler.reset(timing)
+        app.outage.give_up_after = config.settings.state_give_up_after
         app.leases.ttl = timing.lease_ttl  # a lease outlives 3 of the new intervals
         app.store.poll(timing.outbox_poll)
         app.book.pipeline = config.notify.pipeline()
