@@ -183,8 +183,13 @@ podman rm --force "$CONTAINER" > /dev/null
 CONTAINER=""
 
 phase "checking the image holds no tests or build tools"
-found=$(cd "$ROOTFS" && find . -xdev \( -name tests -o -name .git -o -name conftest.py \
-    -o -name 'test_*.py' \) -print | head -n 20)
+# Any tests/ directory, .git or conftest.py, and any file named like one of our test modules.
+ours=()
+while read -r name; do
+    ours+=(-o -name "$name")
+done < <(find "$WORK/context/tests" -name 'test_*.py' -printf '%f\n' | sort -u)
+found=$(cd "$ROOTFS" && find . -xdev \( -name tests -o -name .git -o -name conftest.py "${ours[@]}" \) \
+    -print | head -n 20)
 [[ -z $found ]] || fail "the image holds tests or a repository: $found"
 [[ ! -e $ROOTFS/build ]] || fail "the build directory /build is in the final image"
 venv=$ROOTFS/opt/opswatch
