@@ -235,7 +235,9 @@ assert config["state_path"] == "/data/opswatch.sqlite3", config["state_path"]
 EOF
 
 phase "opswatch run as uid ${UID_GID%%:*}, API on 127.0.0.1:$PORT"
-in_image opswatch run > "$WORK/run.out" 2> "$WORK/run.err" &
+# A simple command, not the function: $! is then the daemon itself (chroot and env exec it).
+chroot --userspec="$UID_GID" "$ROOTFS" /usr/bin/env -i -C /data "${RUN_ENV[@]}" opswatch run \
+    > "$WORK/run.out" 2> "$WORK/run.err" &
 DAEMON_PID=$!
 daemon_logs() { tail -n 20 "$WORK/run.out" "$WORK/run.err" >&2; }
 healthz=""
@@ -252,6 +254,8 @@ done
 
 ids=$(awk '/^(Uid|Gid):/ { print $1, $2, $3, $4, $5 }' "/proc/$DAEMON_PID/status")
 expect "daemon's ids" "$ids" $'Uid: 10001 10001 10001 10001\nGid: 10001 10001 10001 10001'
+expect "daemon's program" "$(tr '\0' ' ' < "/proc/$DAEMON_PID/cmdline")" \
+    "/opt/opswatch/bin/python /opt/opswatch/bin/opswatch run "
 expect "state file owner" "$(stat -c '%u:%g' "$ROOTFS/data/opswatch.sqlite3" 2>&1)" "$UID_GID"
 
 # The image's own HEALTHCHECK command, pointed at this port.
