@@ -411,11 +411,18 @@ def test_missing_fields_leave_their_samples_out() -> None:
 # --- against a real server ------------------------------------------------------------------
 
 
-async def test_live_server_reports_memory_and_client_samples(collector: RedisCollector) -> None:
-    samples = await collector.collect()
+async def test_live_server_reports_memory_and_client_samples(
+    collector: RedisCollector, redis_url: str
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        maxmemory = int(str((await client.config_get("maxmemory"))["maxmemory"]))
+        samples = await collector.collect()
+    finally:
+        await client.aclose()
     assert value(samples, "redis.up") == 1.0
     assert value(samples, "redis.used_memory_bytes") > 0
-    assert value(samples, "redis.maxmemory_bytes") >= 0
+    assert value(samples, "redis.maxmemory_bytes") == maxmemory  # the server's setting
     assert value(samples, "redis.fragmentation_ratio") > 0
     assert value(samples, "redis.connected_clients") >= 1
     assert value(samples, "redis.ping_seconds") > 0
@@ -428,6 +435,7 @@ async def test_live_lookups_give_a_hit_ratio_on_the_next_run(
     key = f"opswatch:test:{free_port()}"
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
+        rejected_before = (await client.info("stats"))["rejected_connections"]
         await collector.collect()
         await client.set(key, "1", ex=60)
         for _ in range(3):
@@ -435,12 +443,16 @@ async def test_live_lookups_give_a_hit_ratio_on_the_next_run(
         await client.get(f"{key}:missing")
         clock.advance(30)
         samples = await collector.collect()
+        rejected_after = (await client.info("stats"))["rejected_connections"]
     finally:
         await client.delete(key)
         await client.aclose()
     # other clients of this shared server may add lookups: ours make it strictly between
     assert 0.0 < value(samples, "redis.keyspace_hit_ratio") < 1.0
-    assert value(samples, "redis.rejected_connections_per_s") >= 0.0
+    # the counter's increase over the 30 s the injected clock moved
+    assert value(samples, "redis.rejected_connections_per_s") == pytest.approx(
+        (rejected_after - rejected_before) / 30
+    )
 
 
 async def test_failed_auth_gives_up_zero_and_keeps_the_password_out_of_logs(
