@@ -26,7 +26,7 @@ from opswatch.collectors.prometheus import (
 )
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.model import Sample
-from tests.conftest import ManualClock, free_port
+from tests.conftest import ManualClock
 
 INF = float("inf")
 
@@ -383,15 +383,6 @@ async def test_scrape_exceeding_timeout_is_down(
 
     assert got == {"prometheus.up": 0.0}
     assert state.requests == 1
-
-
-async def test_refused_connection_is_down(clock: ManualClock) -> None:
-    collector = collector_for(f"http://127.0.0.1:{free_port()}/metrics", clock)
-
-    got = values(await collector.collect())
-    await collector.close()
-
-    assert got == {"prometheus.up": 0.0}
 
 
 async def test_warns_once_when_a_configured_metric_is_not_exposed(

@@ -23,7 +23,6 @@ from opswatch import __version__
 from opswatch.config import ConfigError, Env, Secret, mask_url
 from opswatch.daemon.cli import main
 from opswatch.model import Notification, Severity, TransitionKind
-from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import parse_retry_after
 from opswatch.notifiers.render import RenderOptions, render
@@ -318,11 +317,6 @@ def test_from_env_rejects_bad_values_naming_the_variable(
 
     assert caught.value.variable == variable
     assert "SECRETPATH" not in str(caught.value)
-
-
-def test_webhook_is_registered_under_its_name() -> None:
-    assert NOTIFIERS["webhook"] is WebhookNotifier
-    assert WebhookNotifier.name == "webhook"
 
 
 class RawReceiver:
