@@ -15,6 +15,7 @@ from opswatch.model import (
     CheckStatus,
     Health,
     Notification,
+    NotificationKind,
     RecoveryResult,
     Sample,
     Severity,
@@ -114,6 +115,8 @@ def notification_to_json(notification: Notification) -> JSON:
         "text": notification.text,
         "severity": notification.severity.value,
         "idempotency_key": notification.idempotency_key,
+        "kind": notification.kind.value,
+        "fallback_note": notification.fallback_note,
     }
 
 
@@ -124,7 +127,19 @@ def notification_from_json(data: JSON) -> Notification:
         text=data["text"],
         severity=Severity(data["severity"]),
         idempotency_key=data["idempotency_key"],
+        kind=NotificationKind(data.get("kind", NotificationKind.TRANSITIONS.value)),
+        fallback_note=data["fallback_note"] if "fallback_note" in data else _legacy_note(data),
     )
+
+
+#: rows written before ``fallback_note`` existed marked a fallback copy in its title
+_LEGACY_FALLBACK_MARK = "[fallback] "
+
+
+def _legacy_note(data: JSON) -> str | None:
+    if not str(data["title"]).startswith(_LEGACY_FALLBACK_MARK):
+        return None
+    return str(data["text"]).split("\n\n", 1)[0]
 
 
 # -- API answers (encode only) -----------------------------------------------------------

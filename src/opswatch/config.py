@@ -384,6 +384,8 @@ class Settings:
     state_schema: str | None = None
     #: ``redis://`` leases instead of the state store's lease table (``OPSWATCH_LEASE_URL``)
     lease_url: Secret | None = None
+    #: how long a state store outage is ridden through before the daemon gives up
+    state_give_up_after: float = 1800.0
 
     @classmethod
     def from_env(
@@ -416,6 +418,9 @@ class Settings:
             state_url=state_url,
             state_schema=state_schema,
             lease_url=lease_url,
+            state_give_up_after=env.duration(
+                f"{PREFIX}STATE_GIVE_UP_AFTER", 1800.0, minimum=interval
+            ),
         )
 
 

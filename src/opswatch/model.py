@@ -139,6 +139,12 @@ class Transition:
         return f"{self.alert.fingerprint}:{self.kind.value}:{self.at.timestamp():.6f}"
 
 
+class NotificationKind(StrEnum):
+    """What an outbox row carries: alert transitions (a digest or report may follow)."""
+
+    TRANSITIONS = "transitions"
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     """What a notifier sends: rendered once, from transitions, never from raw samples."""
@@ -148,6 +154,10 @@ class Notification:
     text: str
     severity: Severity
     idempotency_key: str
+    #: what the message is about (every outbox row so far: transitions of alerts)
+    kind: NotificationKind = NotificationKind.TRANSITIONS
+    #: set on a copy sent to the fallback channel: why (the failed channel and its error)
+    fallback_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

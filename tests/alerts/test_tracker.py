@@ -335,3 +335,39 @@ def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualC
 def test_rejects_a_repeat_interval_that_is_not_positive_and_finite(seconds: float) -> None:
     with pytest.raises(ValueError, match="repeat interval"):
         AlertTracker({W: seconds})
+
+
+def test_take_hands_over_only_the_named_alerts_and_keeps_the_others(clock: ManualClock) -> None:
+    alerts = tracker()
+    a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
+    alerts.update(run(finding(labels=a), finding(labels=b)), clock.now)
+    taken = alerts.take({fingerprint("disk_full", a)})
+    assert [x.labels for x in taken.alerts] == [a]
+    assert [x.labels for x in alerts.take().alerts] == [b]
+
+
+def test_restore_undoes_a_firing_a_resolution_and_a_seen_update(clock: ManualClock) -> None:
+    alerts = tracker()
+    a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
+    alerts.update(run(finding(labels=a)), clock.now)
+    alerts.take()
+    before = alerts.active()
+    clock.advance(30)
+    alerts.update(run(finding(labels=b)), clock.now)  # /b fires, /a resolves
+    alerts.restore(alerts.take())
+    assert alerts.active() == before
+    clock.advance(30)
+    alerts.update(run(finding(labels=a)), clock.now)  # /a seen again: last_seen_at moves
+    alerts.restore(alerts.take())
+    assert alerts.active() == before
+
+
+def test_restore_leaves_an_alert_changed_again_since(clock: ManualClock) -> None:
+    alerts = tracker()
+    alerts.update(run(finding()), clock.now)
+    first = alerts.take()
+    alerts.acknowledge(DISK_FP, "alice", clock.now)  # a later change, someone else's write
+    alerts.restore(first)
+    alert = alerts.get(DISK_FP)
+    assert alert is not None
+    assert alert.acked_by == "alice"

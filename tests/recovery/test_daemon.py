@@ -467,3 +467,53 @@ async def test_an_operator_run_for_an_escalated_alert_is_verified_and_resolves_i
         assert "actions: auto-recovered in " in last.text
     finally:
         await daemon.stop()
+
+
+class _MuteAll:
+    """A muter that mutes every alert (silences plug into the same stage)."""
+
+    def muted(self, alert: object, now: datetime) -> bool:
+        del alert, now
+        return True
+
+
+async def test_a_muted_alert_is_neither_notified_nor_remediated(
+    target: Receiver, tmp_path: Path
+) -> None:
+    commands = Restarter(target)
+    env = environ(
+        tmp_path / "s.sqlite3",
+        target.url,
+        OPSWATCH_RECOVERY_HTTP_DOWN_API="command:/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_ALLOW="/usr/local/bin/restart-api",
+        OPSWATCH_API_TOKEN="t0k",
+    )
+    daemon = app(env, commands)
+    daemon.book.pipeline = dataclasses.replace(daemon.book.pipeline, muter=_MuteAll())
+    await daemon.open()
+    await daemon.api.start()
+    try:
+        await target.stop()
+        fired = await fire(daemon)
+        await daemon.remediation.wait()
+        assert commands.calls == []
+        assert await notifications(daemon) == []
+        alert = daemon.tracker.get(fired.alert.fingerprint)
+        assert alert is not None
+        assert alert.state is AlertState.FIRING
+        url = f"http://127.0.0.1:{daemon.api.port}/api/v1/recovery/http_down:api/run"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, headers=_bearer("t0k")) as response,
+        ):
+            assert response.status == 200
+            result = await response.json()
+        assert (result["outcome"], result["detail"]) == (
+            "skipped: silenced",
+            "the alert is silenced",
+        )
+        assert commands.calls == []
+        (run,) = await daemon.store.recovery_history(10)
+        assert run.outcome is RecoveryOutcome.SKIPPED_SILENCED
+    finally:
+        await daemon.stop()

@@ -21,6 +21,7 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.model import AlertState, CycleRecord, Transition, TransitionKind
 from opswatch.notifiers.pipeline import NotifyPipeline
 from opswatch.ports import CommitStore
+from opswatch.state.outage import StoreOutage
 
 log = structlog.get_logger("opswatch")
 
@@ -42,8 +43,10 @@ class AlertBook:
         tracker: AlertTracker,
         pipeline: NotifyPipeline,
         wake: Callable[[], None],
+        outage: StoreOutage,
     ) -> None:
         self.store = store
+        self._outage = outage
         self.tracker = tracker
         #: swapped by a reload (routes, wording, muter)
         self.pipeline = pipeline
@@ -74,14 +77,18 @@ class AlertBook:
             await self.store.record(CycleRecord(active, resolved, transitions, outbox), now)
         except Exception as exc:  # a store outage: keep memory where the store is
             self.tracker.restore(changes)
-            log.error(
-                "state_write_failed",
-                check=source,
-                transitions=len(transitions),
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=True,
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            if not self._outage.down:  # one traceback per outage, not per run
+                log.error(
+                    "state_write_failed",
+                    check=source,
+                    transitions=len(transitions),
+                    error=error,
+                    exc_info=True,
+                )
+            self._outage.failed(error)
             return False
+        self._outage.succeeded()
         for transition in transitions:
             alert = transition.alert
             log.info(

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from opswatch.api.metrics import CheckCounters
+from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.model import Alert, CheckStatus, Health
 from opswatch.notifiers.outbox import Outbox
 from opswatch.ports import StateStore
@@ -28,6 +28,8 @@ class CheckReads(Protocol):
     def statuses(self) -> Mapping[str, CheckStatus]: ...
 
     def stats(self) -> Mapping[str, CheckCounters]: ...
+
+    def series(self) -> CheckStats: ...
 
 
 class AlertReads(Protocol):
@@ -78,6 +80,9 @@ class MetricsView:
 
     def check_stats(self) -> Mapping[str, CheckCounters]:
         return self._s.checks.stats()
+
+    def last_series(self) -> CheckStats:
+        return self._s.checks.series()
 
     def notify_channels(self) -> Sequence[str]:
         return self._s.outbox().channels()

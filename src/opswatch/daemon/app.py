@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -30,7 +29,7 @@ from opswatch.daemon.reload import Reload
 from opswatch.daemon.replicas import Replicas
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
-from opswatch.model import Alert, AlertState, Clock, Transition, TransitionKind, utcnow
+from opswatch.model import Alert, Clock, utcnow
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
@@ -38,6 +37,7 @@ from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Veri
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
+from opswatch.state.outage import StoreOutage
 from opswatch.timing import Timing
 
 log = structlog.get_logger("opswatch")
@@ -70,9 +70,20 @@ class App:
         self.outbox = self.new_outbox(config)
         self.scheduler = Scheduler(self.timing)
         self.systemd = systemd or SystemdNotifier(None)
-        checks = [c.check for c in config.collectors]
-        self.checks = CheckBoard(checks, self.timing, clock, self.scheduler, self.systemd.ready)
-        self.book = AlertBook(self.store, self.tracker, config.notify.pipeline(), self._wake_outbox)
+        self._crashed = False
+        self._stop_requested = asyncio.Event()
+        self.outage = StoreOutage(clock, config.settings.state_give_up_after, self._give_up)
+        self.checks = CheckBoard(
+            [c.check for c in config.collectors],
+            self.timing,
+            clock,
+            scheduler=self.scheduler,
+            on_ready=self.systemd.ready,
+            outage=self.outage,
+        )
+        self.book = AlertBook(
+            self.store, self.tracker, config.notify.pipeline(), self._wake_outbox, self.outage
+        )
         self.recovery = RecoveryRunner(
             config.recovery,
             self.store,
@@ -117,8 +128,6 @@ class App:
         self.reloader = Reload(self, environ, clock)
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False
-        self._crashed = False
-        self._stop_requested = asyncio.Event()
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
@@ -141,33 +150,10 @@ class App:
         """Open the state and restore the alerts that were firing; returns them."""
         await self.store.open()
         await self.leases.lease.open()
-        active = await self.adopt(await self.store.load_active())
+        active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over
             await self.remediation.restore(self.tracker.active())
-        return active
-
-    async def adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Load ``alerts`` into the tracker but those whose rule or check is no longer
-        configured: they could never resolve, so they are resolved now (notified once)."""
-        rules = self.evaluator.rule_names()
-        active = [a for a in alerts if a.rule in rules and a.check in self.cycle.collectors]
-        kept = {a.fingerprint for a in active}
-        self.tracker.retain(lambda a: a.fingerprint in kept)
-        self.tracker.load(active)
-        orphans = [a for a in alerts if a.fingerprint not in kept]
-        if orphans and await self.replicas.lead("orphans", status=False):
-            now = self._clock()
-            retired = [
-                Transition(
-                    replace(a, state=AlertState.RESOLVED, resolved_at=now),
-                    TransitionKind.RESOLVED,
-                    now,
-                    previous_state=a.state,
-                )
-                for a in orphans
-            ]
-            await self.book.commit("rules", retired, now)
         return active
 
     async def start(self) -> None:
@@ -250,6 +236,10 @@ class App:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def _give_up(self) -> None:
+        self._crashed = True
+        self._stop_requested.set()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A background task (outbox, heartbeat) must not die quietly: stop the daemon."""

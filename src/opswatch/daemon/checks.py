@@ -17,6 +17,7 @@ import structlog
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.daemon.scheduler import Scheduler
 from opswatch.model import CheckStatus, Clock, Health, Sample
+from opswatch.state.outage import StoreOutage
 from opswatch.timing import Timing
 
 log = structlog.get_logger("opswatch")
@@ -28,10 +29,13 @@ class CheckBoard:
         checks: Collection[str],
         timing: Timing,
         clock: Clock,
+        *,
         scheduler: Scheduler,
         on_ready: Callable[[], None],
+        outage: StoreOutage,
     ) -> None:
         self.checks = tuple(checks)
+        self._outage = outage
         self.timing = timing
         self._clock = clock
         self._scheduler = scheduler
@@ -71,7 +75,7 @@ class CheckBoard:
         for sample in samples:
             if sample.metric.endswith(".up") and error is None:
                 self._up_labels[check] = sample.labels
-        self._stats.observe(check, duration_s if scheduled else None, error is not None)
+        self._stats.observe(self._statuses[check], duration_s if scheduled else None)
         await self._count(check)
 
     async def standby(self, check: str) -> None:
@@ -110,6 +114,10 @@ class CheckBoard:
     def stats(self) -> Mapping[str, CheckCounters]:
         return self._stats.snapshot()
 
+    def series(self) -> CheckStats:
+        """The series ``/metrics`` exposes, remembered across runs."""
+        return self._stats
+
     def health(self) -> Health:
         """Unhealthy when the scheduler stopped or a check has not finished within
         ``Timing.health_allowance`` (two intervals plus its timeout)."""
@@ -117,6 +125,10 @@ class CheckBoard:
         last = max((s.finished_at for s in self._statuses.values()), default=None)
         if not self._scheduler.running:
             return Health(False, "scheduler is not running", self.started_at, last)
+        if self._outage.since is not None:
+            down = self._outage.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            reason = f"state store unavailable since {down}: {self._outage.reason}"
+            return Health(False, reason, self.started_at, last)
         for check in self.checks:
             status = self._statuses.get(check)
             since = self.started_at if status is None else status.finished_at

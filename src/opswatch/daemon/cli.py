@@ -1,8 +1,9 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status`` and
 ``recover``.
 
-Exit status: 0 on success, 2 on a configuration error (one line on stderr naming the
-variable), 1 on any other failure (for ``status``: the daemon is unhealthy or unreachable).
+Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
+0 on success, 2 on a configuration error (one line on stderr naming the variable), 1 on any
+other failure (for ``status``: the daemon is unhealthy or unreachable).
 The environment is the process's, with the file named by ``OPSWATCH_ENV_FILE`` over it.
 """
 
@@ -77,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opswatch: configuration error: {exc}", file=sys.stderr)
         return 2
     scrub_output()  # every line printed from here on is scrubbed of the configured secrets
+    if command == "run":
+        return _run(config, source)
+    # every other command's output is its stdout: its logs (a collector's, a notifier's, an
+    # unknown variable's) go to stderr
+    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
     if command == "check-config":
         print(json.dumps(config.describe(), indent=2))
         return 0
@@ -86,11 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test_notify(config, args.channel)
     if command == "recover":
         return _recover(config, args.rule, args.target, dry_run=args.dry_run)
-    if command == "once":
-        samples, findings = asyncio.run(run_once(config))
-        print(_table(samples, findings))
-        return 0
-    return _run(config, source)
+    samples, findings = asyncio.run(run_once(config))  # "once", the last command left
+    print(_table(samples, findings))
+    return 0
 
 
 def _run(config: AppConfig, source: EnvironmentSource) -> int:
@@ -101,7 +105,6 @@ def _run(config: AppConfig, source: EnvironmentSource) -> int:
 
 def _recover(config: AppConfig, rule: str, target: str | None, *, dry_run: bool) -> int:
     """Print ``<outcome>: <detail>`` (logs go to stderr)."""
-    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
     if rule not in {r.name for r in config.rules}:
         print(f"opswatch: no rule named {rule!r}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -22,7 +23,15 @@ from opswatch.collectors.base import Collector, up_sample
 from opswatch.daemon.checks import CheckBoard
 from opswatch.daemon.replicas import Replicas
 from opswatch.daemon.scheduler import Scheduler
-from opswatch.model import Alert, Clock, Evaluation, Sample, Transition
+from opswatch.model import (
+    Alert,
+    AlertState,
+    Clock,
+    Evaluation,
+    Sample,
+    Transition,
+    TransitionKind,
+)
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import Verify
 from opswatch.rules.evaluator import RuleEvaluator
@@ -58,6 +67,29 @@ class CheckCycle:
         self._clock = clock
         self._evaluations: dict[str, Evaluation] = {}
         self.running: set[asyncio.Task[object]] = set()
+
+    async def adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
+        """Load ``alerts`` into the tracker but those whose rule or check is no longer
+        configured: they could never resolve, so they are resolved now (notified once)."""
+        rules = self._evaluator.rule_names()
+        active = [a for a in alerts if a.rule in rules and a.check in self.collectors]
+        kept = {a.fingerprint for a in active}
+        self._tracker.retain(lambda a: a.fingerprint in kept)
+        self._tracker.load(active)
+        orphans = [a for a in alerts if a.fingerprint not in kept]
+        if orphans and await self._replicas.lead("orphans", status=False):
+            now = self._clock()
+            retired = [
+                Transition(
+                    replace(a, state=AlertState.RESOLVED, resolved_at=now),
+                    TransitionKind.RESOLVED,
+                    now,
+                    previous_state=a.state,
+                )
+                for a in orphans
+            ]
+            await self._book.commit("rules", retired, now)
+        return active
 
     async def collect(self, collector: Collector) -> tuple[list[Sample], str | None]:
         """Run one collector under the check timeout. Never raises (but on cancellation)."""

@@ -116,7 +116,7 @@ class Reload:
         # 3. swap (no await in between: a straggling job sees all old or all new parts)
         rules_changed = self._swap(config)
         # 4. restart: alerts of removed rules or checks are resolved, then checks run at once
-        active = await app.adopt(app.tracker.active())
+        active = await app.cycle.adopt(app.tracker.active())
         if rules_changed:
             app.evaluator.seed(active)
         app.spawn(app.outbox.run(), "outbox")
@@ -147,6 +147,7 @@ class Reload:
         app.cycle.collectors = {c.check: c for c in config.collectors}
         app.checks.configure(app.cycle.collectors, timing)
         app.scheduler.reset(timing)
+        app.outage.give_up_after = config.settings.state_give_up_after
         app.leases.ttl = timing.lease_ttl  # a lease outlives 3 of the new intervals
         app.store.poll(timing.outbox_poll)
         app.book.pipeline = config.notify.pipeline()

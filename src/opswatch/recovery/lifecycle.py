@@ -88,6 +88,10 @@ class Remediation:
     def settings(self) -> RecoverySettings:
         return self.runner.settings
 
+    def _muted(self, alert: Alert) -> bool:
+        """Asks the notify pipeline's muter: a silenced alert is not remediated either."""
+        return self._book.pipeline.muter.muted(alert, self._clock())
+
     # -- in a check run ------------------------------------------------------------------
 
     async def intake(
@@ -101,7 +105,15 @@ class Remediation:
         collector = EvidenceCollector(self.evidence, self._clock)
         evidence = await collector.capture([t.alert for t in fired])
         for fingerprint, captured in evidence.items():
-            await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            try:
+                await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            except Exception as exc:  # a store outage: the run goes on (the commit says more)
+                log.warning(
+                    "evidence_write_failed",
+                    fingerprint=fingerprint,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=True,
+                )
         transitions = [
             dataclasses.replace(t, evidence=evidence[t.alert.fingerprint].lines())
             if t.kind is TransitionKind.FIRED and t.alert.fingerprint in evidence
@@ -115,7 +127,9 @@ class Remediation:
             if transition.kind is not TransitionKind.FIRED or fingerprint in self.in_progress:
                 continue
             binding = self.runner.binding_for(transition.alert)
-            if binding is None or tracker.begin_remediation(fingerprint) is None:
+            if binding is None or self._muted(transition.alert):
+                continue
+            if tracker.begin_remediation(fingerprint) is None:
                 continue
             self.in_progress.add(fingerprint)
             claims.append(Claim(transition, binding))
@@ -211,6 +225,11 @@ class Remediation:
             ),
             None,
         )
+        if alert is not None and self._muted(alert):
+            ctx = self.runner.context(binding, alert, name)
+            return await self.runner.refuse(
+                binding, ctx, RecoveryOutcome.SKIPPED_SILENCED, "the alert is silenced"
+            )
         if (
             alert is not None
             and alert.state is AlertState.FIRING

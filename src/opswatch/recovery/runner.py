@@ -238,6 +238,28 @@ class RecoveryRunner:
                 result = await self._admitted(
                     binding, ctx, key=key, verify=verify, dry_run=dry_run, started=started
                 )
+        return await self._finish(binding, key, ctx, result)
+
+    async def refuse(
+        self, binding: Binding, ctx: ActionContext, outcome: RecoveryOutcome, detail: str
+    ) -> RecoveryResult:
+        """A run the caller refuses before it starts (the alert is silenced): stored and
+        logged like any other."""
+        key = self.key(binding, ctx)
+        result = self._result(
+            binding,
+            ctx,
+            key=key,
+            outcome=outcome,
+            attempts=0,
+            started=time.monotonic(),
+            detail=detail,
+        )
+        return await self._finish(binding, key, ctx, result)
+
+    async def _finish(
+        self, binding: Binding, key: str, ctx: ActionContext, result: RecoveryResult
+    ) -> RecoveryResult:
         await self._store.recovery_record(result)
         self.outcomes[(binding.action.name, result.outcome.value)] += 1
         log.info(
