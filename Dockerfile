@@ -28,7 +28,10 @@ WORKDIR /build
 # to tests or docs does not invalidate this layer.
 COPY pyproject.toml README.md ./
 COPY src ./src
+# pip and setuptools (ensurepip puts both into a 3.11 venv) only build: the runtime venv
+# holds opswatch and its dependencies, nothing that installs or compiles.
 RUN /opt/opswatch/bin/pip install . \
+    && /opt/opswatch/bin/pip uninstall --yes --quiet pip setuptools \
     && /opt/opswatch/bin/opswatch --help > /dev/null
 
 # --- runtime ------------------------------------------------------------------------------
@@ -39,10 +42,15 @@ LABEL org.opencontainers.image.title="opswatch" \
       org.opencontainers.image.licenses="MIT"
 
 # A fixed uid/gid so volume ownership survives image rebuilds and matches across hosts.
+# The python images ship pip, setuptools and wheel beside the interpreter: the runtime needs
+# none of them (a base without pip, as in `make image-test`, skips that step).
 RUN groupadd --system --gid 10001 opswatch \
     && useradd --system --uid 10001 --gid opswatch --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin opswatch \
-    && install -d -m 0750 -o opswatch -g opswatch /data
+    && install -d -m 0750 -o opswatch -g opswatch /data \
+    && if python -m pip --version > /dev/null 2>&1; then \
+           python -m pip uninstall --yes --quiet pip setuptools wheel; \
+       fi
 
 COPY --from=builder /opt/opswatch /opt/opswatch
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint image-test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Build the container image from a clean checkout (HEAD) with podman and run it as uid 10001
+# (needs root; installs podman and debootstrap if missing): tests/deploy/image-test.sh says how.
+image-test:
+	tests/deploy/image-test.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

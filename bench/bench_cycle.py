@@ -81,26 +81,26 @@ async def measure(
     try:
         for _ in range(2):  # warm-up: connections, rate baselines, caches
             for check in checks:
-                await app.run_check(check)
+                await app.cycle.run(check)
             await asyncio.sleep(pause)
         per_check = {check: Costs([], []) for check in checks}
         for _ in range(rounds):
             for check in checks:
                 cpu, wall = time.process_time(), time.perf_counter()
-                await app.run_check(check)
+                await app.cycle.run(check)
                 per_check[check].cpu_ms.append((time.process_time() - cpu) * 1000)
                 per_check[check].wall_ms.append((time.perf_counter() - wall) * 1000)
             await asyncio.sleep(pause)
         cycle = Costs([], [])
         for _ in range(rounds):
             cpu, wall = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(app.run_check(check) for check in checks))
+            await asyncio.gather(*(app.cycle.run(check) for check in checks))
             cycle.cpu_ms.append((time.process_time() - cpu) * 1000)
             cycle.wall_ms.append((time.perf_counter() - wall) * 1000)
             await asyncio.sleep(pause)
         errors = {
             check: status.error or "down"
-            for check, status in app.check_statuses().items()
+            for check, status in app.checks.statuses().items()
             if status.error
             or any(s.metric.endswith(".up") and s.value == 0 for s in status.samples)
         }

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 
+from opswatch import redact
+
 REQUIRE_SERVICES = os.environ.get("OPSWATCH_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 
 
@@ -59,6 +61,13 @@ def _structlog_defaults() -> Iterator[None]:
     """A test that runs ``main()`` configures logging onto its captured streams: undo it."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_registered() -> Iterator[None]:
+    """``load_config`` registers its secrets process-wide (``opswatch.redact``): forget them."""
+    yield
+    redact.register(())
 
 
 @pytest.fixture

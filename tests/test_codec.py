@@ -15,11 +15,13 @@ from opswatch.model import (
     Alert,
     AlertState,
     Notification,
+    NotificationKind,
     Severity,
     Transition,
     TransitionKind,
     fingerprint,
 )
+from opswatch.notifiers.render import as_fallback
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -70,3 +72,25 @@ def test_rows_written_before_recovery_existed_still_decode() -> None:
     del data["note"], data["evidence"], data["alert"]["escalated"]
     old = transition_from_json(data)
     assert (old.note, old.evidence, old.alert.escalated) == (None, (), False)
+
+
+def test_a_fallback_copy_keeps_its_note_in_a_field_and_round_trips() -> None:
+    original = Notification((_escalation(),), "[FIRING:1] http_down", "x", Severity.EMERGENCY, "k")
+    copy = as_fallback(original, "slack:ops", "HTTP 500")
+    assert (
+        copy.fallback_note
+        == "Sent to the fallback channel: delivery to slack:ops failed (HTTP 500)."
+    )
+    assert copy.kind is NotificationKind.TRANSITIONS
+    assert notification_from_json(json.loads(json.dumps(notification_to_json(copy)))) == copy
+
+
+def test_fallback_rows_written_before_the_field_existed_still_decode_as_fallback() -> None:
+    copy = as_fallback(Notification((_escalation(),), "t", "x", Severity.EMERGENCY, "k"), "c", "r")
+    data = notification_to_json(copy)
+    del data["fallback_note"], data["kind"]
+    old = notification_from_json(data)
+    assert old.fallback_note == copy.fallback_note
+    plain = notification_to_json(Notification((_escalation(),), "t", "x", Severity.EMERGENCY, "k"))
+    del plain["fallback_note"], plain["kind"]
+    assert notification_from_json(plain).fallback_note is None

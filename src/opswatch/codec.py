@@ -1,4 +1,4 @@
-"""JSON encoding of the model types, for the state store and the API.
+"""Every JSON encoding of the model types: the state store's rows and the API's answers.
 
 Times are UTC ISO 8601 strings; enums are their values. Decoding is the exact inverse.
 """
@@ -11,7 +11,13 @@ from typing import Any
 from opswatch.model import (
     Alert,
     AlertState,
+    BudgetState,
+    CheckStatus,
+    Health,
     Notification,
+    NotificationKind,
+    RecoveryResult,
+    Sample,
     Severity,
     Transition,
     TransitionKind,
@@ -109,6 +115,8 @@ def notification_to_json(notification: Notification) -> JSON:
         "text": notification.text,
         "severity": notification.severity.value,
         "idempotency_key": notification.idempotency_key,
+        "kind": notification.kind.value,
+        "fallback_note": notification.fallback_note,
     }
 
 
@@ -119,4 +127,73 @@ def notification_from_json(data: JSON) -> Notification:
         text=data["text"],
         severity=Severity(data["severity"]),
         idempotency_key=data["idempotency_key"],
+        kind=NotificationKind(data.get("kind", NotificationKind.TRANSITIONS.value)),
+        fallback_note=data["fallback_note"] if "fallback_note" in data else _legacy_note(data),
     )
+
+
+#: rows written before ``fallback_note`` existed marked a fallback copy in its title
+_LEGACY_FALLBACK_MARK = "[fallback] "
+
+
+def _legacy_note(data: JSON) -> str | None:
+    if not str(data["title"]).startswith(_LEGACY_FALLBACK_MARK):
+        return None
+    return str(data["text"]).split("\n\n", 1)[0]
+
+
+# -- API answers (encode only) -----------------------------------------------------------
+
+
+def sample_to_json(sample: Sample) -> JSON:
+    return {
+        "metric": sample.metric,
+        "value": sample.value,
+        "labels": dict(sample.labels),
+        "at": sample.at.isoformat(),
+    }
+
+
+def check_status_to_json(status: CheckStatus) -> JSON:
+    return {
+        "finished_at": _time(status.finished_at),
+        "duration_ms": round(status.duration_s * 1000, 3),
+        "error": status.error,
+        "samples": [sample_to_json(s) for s in status.samples],
+    }
+
+
+def health_to_json(health: Health) -> JSON:
+    return {
+        "status": "ok" if health.healthy else "unhealthy",
+        "reason": health.reason,
+        "started_at": _time(health.started_at),
+        "last_run_at": _time(health.last_run_at),
+    }
+
+
+def recovery_result_to_json(result: RecoveryResult) -> JSON:
+    return {
+        "action": result.action,
+        "key": result.key,
+        "rule": result.rule,
+        "target": result.target,
+        "fingerprint": result.fingerprint,
+        "outcome": result.outcome.value,
+        "attempts": result.attempts,
+        "trial": result.trial,
+        "duration_s": round(result.duration_s, 3),
+        "detail": result.detail,
+        "at": result.at.isoformat(),
+    }
+
+
+def budget_state_to_json(state: BudgetState) -> JSON:
+    return {
+        "key": state.key,
+        "state": state.state,
+        "used": state.used,
+        "limit": state.limit,
+        "left": state.allowed,
+        "next_trial_at": _time(state.next_trial_at),
+    }

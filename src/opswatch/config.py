@@ -97,6 +97,13 @@ class Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.read: set[str] = set()
+        #: every Secret handed out (the scrubber's source, see :mod:`opswatch.redact`)
+        self.secrets: list[Secret] = []
+
+    def keep(self, secret: Secret) -> Secret:
+        """Record ``secret`` in :attr:`secrets` and return it."""
+        self.secrets.append(secret)
+        return secret
 
     def raw(self, name: str) -> str | None:
         self.read.add(name)
@@ -216,8 +223,8 @@ class Env:
                 ) from None
             if not content:
                 raise ConfigError(f"{name}_FILE", f"file {file_name!r} is empty")
-            return Secret(content)
-        return None if direct is None else Secret(direct)
+            return self.keep(Secret(content))
+        return None if direct is None else self.keep(Secret(direct))
 
     def urls(self, name: str, *, hide_path: bool) -> tuple[Secret, ...]:
         """One or more comma-separated http(s) URLs (secret: masked in every output)."""
@@ -225,7 +232,7 @@ class Env:
         if secret is None:
             return ()
         return tuple(
-            _url_secret(name, item.strip(), hide_path=hide_path)
+            self.keep(_url_secret(name, item.strip(), hide_path=hide_path))
             for item in secret.reveal().split(",")
             if item.strip()
         )
@@ -234,7 +241,7 @@ class Env:
         secret = self.secret(name)
         if secret is None:
             return None
-        return _url_secret(name, secret.reveal(), hide_path=hide_path, schemes=schemes)
+        return self.keep(_url_secret(name, secret.reveal(), hide_path=hide_path, schemes=schemes))
 
     def targets(
         self, name: str, *, schemes: tuple[str, ...] = ("http", "https")
@@ -244,7 +251,7 @@ class Env:
         if secret is None:
             return ()
         return tuple(
-            Target(target, _url_secret(name, url, hide_path=False, schemes=schemes))
+            Target(target, self.keep(_url_secret(name, url, hide_path=False, schemes=schemes)))
             for target, url in _named_items(name, secret.reveal(), "URL", _shown_masked_url)
         )
 
@@ -377,6 +384,8 @@ class Settings:
     state_schema: str | None = None
     #: ``redis://`` leases instead of the state store's lease table (``OPSWATCH_LEASE_URL``)
     lease_url: Secret | None = None
+    #: how long a state store outage is ridden through before the daemon gives up
+    state_give_up_after: float = 1800.0
 
     @classmethod
     def from_env(
@@ -409,6 +418,9 @@ class Settings:
             state_url=state_url,
             state_schema=state_schema,
             lease_url=lease_url,
+            state_give_up_after=env.duration(
+                f"{PREFIX}STATE_GIVE_UP_AFTER", 1800.0, minimum=interval
+            ),
         )
 
 

@@ -2,7 +2,10 @@
 
 JSON lines on stdout when stdout is not a terminal (systemd journal, containers), the console
 renderer on a terminal; ``OPSWATCH_LOG_FORMAT`` forces either. Timestamps are UTC ISO 8601;
-exceptions become structured ``exception`` fields in JSON.
+exceptions become structured ``exception`` fields in JSON, a plain traceback on the console,
+both without frame locals (library frames hold DSNs, URLs and header values). Every event is
+scrubbed of the configured secrets (:func:`opswatch.redact.scrub_event`) just before it is
+rendered.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 from typing import TextIO
 
 import structlog
+
+from opswatch.redact import scrub_event
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -25,19 +30,24 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
     out = stream or sys.stdout
     json_output = log_format == "json" or (log_format == "auto" and not out.isatty())
     renderer: structlog.typing.Processor
+    exceptions: structlog.typing.Processor
     if json_output:
         renderer = structlog.processors.JSONRenderer()
-        exceptions: list[structlog.typing.Processor] = [structlog.processors.dict_tracebacks]
+        exceptions = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer()
-        exceptions = []
+        # rendered here, not by the renderer, so that the scrubber sees the text
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        exceptions = structlog.processors.format_exc_info
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            *exceptions,
+            exceptions,
+            scrub_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -139,6 +139,12 @@ class Transition:
         return f"{self.alert.fingerprint}:{self.kind.value}:{self.at.timestamp():.6f}"
 
 
+class NotificationKind(StrEnum):
+    """What an outbox row carries: alert transitions (a digest or report may follow)."""
+
+    TRANSITIONS = "transitions"
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     """What a notifier sends: rendered once, from transitions, never from raw samples."""
@@ -148,6 +154,10 @@ class Notification:
     text: str
     severity: Severity
     idempotency_key: str
+    #: what the message is about (every outbox row so far: transitions of alerts)
+    kind: NotificationKind = NotificationKind.TRANSITIONS
+    #: set on a copy sent to the fallback channel: why (the failed channel and its error)
+    fallback_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +207,37 @@ class CycleRecord:
     resolved: Sequence[str]
     transitions: Sequence[Transition]
     outbox: Sequence[tuple[str, Notification]]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckStatus:
+    """The last run of one check (``/status``, ``/metrics``, health)."""
+
+    check: str
+    finished_at: datetime
+    duration_s: float
+    error: str | None
+    samples: Sequence[Sample]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``/healthz`` answers and the systemd watchdog follows."""
+
+    healthy: bool
+    reason: str
+    started_at: datetime
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """The breaker of one key. ``allowed``: executions allowed now (0: open)."""
+
+    key: str
+    used: int
+    limit: int
+    allowed: int
+    state: str  # closed | open | half-open
+    trial: bool = False
+    next_trial_at: datetime | None = None

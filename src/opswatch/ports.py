@@ -127,4 +127,12 @@ class StateStore(RecoveryStore, RouteStore, OutboxStore, Protocol):
 
     async def close(self) -> None: ...
 
+    def poll(self, seconds: float) -> None:
+        """How often an idle outbox looks for rows it was not woken for (a reload sets it)."""
+        ...
+
     async def outbox_counts(self) -> dict[str, int]: ...
+
+
+class CommitStore(AlertStore, RouteStore, Protocol):
+    """What the commit path writes (alerts, history, outbox rows) and reads (routes)."""

@@ -282,7 +282,7 @@ def test_load_takes_active_alerts_and_ignores_resolved_ones(clock: ManualClock) 
     fresh = tracker()
     fresh.load([fired.alert, old])
     assert fresh.active() == [fired.alert]
-    assert fresh.take_changed() == []
+    assert fresh.take().alerts == []
 
 
 def test_a_loaded_remediating_alert_keeps_its_state_and_resolves_from_it(
@@ -300,21 +300,21 @@ def test_a_loaded_remediating_alert_keeps_its_state_and_resolves_from_it(
     assert resolved.previous_state is AlertState.REMEDIATING
 
 
-def test_take_changed_hands_over_each_changed_alert_once(clock: ManualClock) -> None:
+def test_take_hands_over_each_changed_alert_once(clock: ManualClock) -> None:
     alerts = tracker()
     a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
     alerts.update(run(finding(labels=a), finding(labels=b)), clock.now)
-    assert [x.labels for x in alerts.take_changed()] == [a, b]
-    assert alerts.take_changed() == []
+    assert [x.labels for x in alerts.take().alerts] == [a, b]
+    assert alerts.take().alerts == []
     clock.advance(30)
     alerts.update(run(finding(labels=a)), clock.now)  # /a seen again, /b resolved
-    changed = alerts.take_changed()
+    changed = alerts.take().alerts
     assert [(x.labels, x.state, x.last_seen_at) for x in changed] == [
         (a, AlertState.FIRING, clock.now),
         (b, AlertState.RESOLVED, clock.now - timedelta(seconds=30)),
     ]
     alerts.acknowledge(fingerprint("disk_full", a), "alice", clock.now)
-    assert [x.acked_by for x in alerts.take_changed()] == ["alice"]
+    assert [x.acked_by for x in alerts.take().alerts] == ["alice"]
 
 
 def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualClock) -> None:
@@ -324,7 +324,7 @@ def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualC
     alerts.update(run(), clock.now)
     clock.advance(30)
     alerts.update(run(finding()), clock.now)
-    changed = alerts.take_changed()
+    changed = alerts.take().alerts
     assert [(x.state, x.started_at) for x in changed] == [
         (AlertState.RESOLVED, clock.now - timedelta(seconds=60)),
         (AlertState.FIRING, clock.now),
@@ -335,3 +335,39 @@ def test_a_resolved_episode_and_the_next_one_are_both_handed_over(clock: ManualC
 def test_rejects_a_repeat_interval_that_is_not_positive_and_finite(seconds: float) -> None:
     with pytest.raises(ValueError, match="repeat interval"):
         AlertTracker({W: seconds})
+
+
+def test_take_hands_over_only_the_named_alerts_and_keeps_the_others(clock: ManualClock) -> None:
+    alerts = tracker()
+    a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
+    alerts.update(run(finding(labels=a), finding(labels=b)), clock.now)
+    taken = alerts.take({fingerprint("disk_full", a)})
+    assert [x.labels for x in taken.alerts] == [a]
+    assert [x.labels for x in alerts.take().alerts] == [b]
+
+
+def test_restore_undoes_a_firing_a_resolution_and_a_seen_update(clock: ManualClock) -> None:
+    alerts = tracker()
+    a, b = {"mountpoint": "/a"}, {"mountpoint": "/b"}
+    alerts.update(run(finding(labels=a)), clock.now)
+    alerts.take()
+    before = alerts.active()
+    clock.advance(30)
+    alerts.update(run(finding(labels=b)), clock.now)  # /b fires, /a resolves
+    alerts.restore(alerts.take())
+    assert alerts.active() == before
+    clock.advance(30)
+    alerts.update(run(finding(labels=a)), clock.now)  # /a seen again: last_seen_at moves
+    alerts.restore(alerts.take())
+    assert alerts.active() == before
+
+
+def test_restore_leaves_an_alert_changed_again_since(clock: ManualClock) -> None:
+    alerts = tracker()
+    alerts.update(run(finding()), clock.now)
+    first = alerts.take()
+    alerts.acknowledge(DISK_FP, "alice", clock.now)  # a later change, someone else's write
+    alerts.restore(first)
+    alert = alerts.get(DISK_FP)
+    assert alert is not None
+    assert alert.acked_by == "alice"

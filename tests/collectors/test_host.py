@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import psutil
 import pytest
@@ -53,6 +54,16 @@ def host(clock: ManualClock, **environ: str) -> HostCollector:
     return collector
 
 
+def nic_totals() -> dict[str, int]:
+    """Byte and error counters summed over the interfaces the collector reads (not ``lo``)."""
+    counters = [c for nic, c in psutil.net_io_counters(pernic=True).items() if nic != "lo"]
+    return {
+        "recv": sum(c.bytes_recv for c in counters),
+        "sent": sum(c.bytes_sent for c in counters),
+        "errors": sum(c.errin + c.errout for c in counters),
+    }
+
+
 def root_fstype() -> str:
     return next(p.fstype for p in psutil.disk_partitions(all=True) if p.mountpoint == "/")
 
@@ -62,7 +73,14 @@ async def test_collects_the_expected_metrics_with_sane_values_on_this_machine(
 ) -> None:
     collector = host(clock)
 
-    samples = await collector.collect()
+    # one listening socket and one established connection (both ends) of our own
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()),
+    ):
+        accepted, _ = listener.accept()
+        with accepted:
+            samples = await collector.collect()
     metrics = by_metric(samples)
 
     assert {s.check for s in samples} == {"host"}
@@ -82,7 +100,9 @@ async def test_collects_the_expected_metrics_with_sane_values_on_this_machine(
     assert len(mountpoints) == len(set(mountpoints))
     states = {s.labels["state"]: s.value for s in metrics["host.tcp_connections"]}
     assert {"established", "listen", "time_wait", "close_wait"} <= set(states)
-    assert all(v >= 0 for v in states.values())
+    assert states["listen"] >= 1  # ours
+    assert states["established"] >= 2  # our connection, seen from both ends
+    assert all(v == int(v) for v in states.values())  # counts of sockets
 
 
 async def test_cpu_percent_on_a_later_run_is_a_percentage(clock: ManualClock) -> None:
@@ -106,13 +126,22 @@ async def test_network_rates_appear_only_on_the_second_run_after_the_clock_moves
         "host.net_errors_per_s",
     }
 
+    before_first = nic_totals()
     first = by_metric(await collector.collect())
+    after_first = nic_totals()
     clock.advance(30)
+    before_second = nic_totals()
     second = by_metric(await collector.collect())
+    after_second = nic_totals()
 
     assert not rate_metrics & set(first)
     assert rate_metrics <= set(second)
-    assert all(second[m][0].value >= 0.0 for m in rate_metrics)
+    # The collector's counter increase lies between what the interfaces counted between its
+    # two readings at the least and at the most; its rate divides it by the injected 30 s.
+    for metric, field in zip(sorted(rate_metrics), ("recv", "sent", "errors"), strict=True):
+        least = before_second[field] - after_first[field]
+        most = after_second[field] - before_first[field]
+        assert least <= second[metric][0].value * 30 <= most, metric
 
 
 async def test_no_rates_when_the_clock_did_not_move(clock: ManualClock) -> None:

@@ -72,6 +72,25 @@ def start_unreaped(*argv: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv)
 
 
+def watched(collector: ProcessCollector, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set once the collector's watch has found the pidfile's running process and
+    gone on to wait for its exit (the pidfd is armed, or the poll has its process): the point
+    after which killing the process must be reported."""
+    found = asyncio.Event()
+    lookup = collector._pidfile_process
+
+    def recording() -> psutil.Process | None:
+        process = lookup()
+        if process is not None:
+            # the watch does not yield between this return and registering the pidfd, so
+            # a waiter woken by the event runs only once the watch waits for the exit
+            found.set()
+        return process
+
+    monkeypatch.setattr(collector, "_pidfile_process", recording)
+    return found
+
+
 def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -269,6 +288,7 @@ async def test_watch_emits_down_within_milliseconds_of_the_process_dying(
     clock: ManualClock,
     spawn: Spawn,
     record_property: Callable[[str, object], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     child = await spawn("sleep", "60")
     (tmp_path / "svc.pid").write_text(str(child.pid))
@@ -283,8 +303,9 @@ async def test_watch_emits_down_within_milliseconds_of_the_process_dying(
         event.set()
 
     fds_before = open_fd_count()
+    armed = watched(collector, monkeypatch)
     watcher = asyncio.create_task(collector.watch(emit))
-    await asyncio.sleep(0)  # the watch runs up to its first await: the pidfd is armed
+    await asyncio.wait_for(armed.wait(), 2)  # the pidfd is armed
     killed_at = time.perf_counter()
     child.kill()
     await asyncio.wait_for(event.wait(), 2)
@@ -300,7 +321,7 @@ async def test_watch_emits_down_within_milliseconds_of_the_process_dying(
 
 
 async def test_watch_rearms_on_the_new_pid_and_reports_each_change(
-    tmp_path: Path, clock: ManualClock, spawn: Spawn
+    tmp_path: Path, clock: ManualClock, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pidfile = tmp_path / "svc.pid"
     first = await spawn("sleep", "60")
@@ -308,8 +329,9 @@ async def test_watch_rearms_on_the_new_pid_and_reports_each_change(
     collector = pidfile_collector(pidfile, clock)
     await collector.collect()  # the scheduler's first cycle
     updates: asyncio.Queue[list[Sample]] = asyncio.Queue()
+    armed = watched(collector, monkeypatch)
     watcher = asyncio.create_task(collector.watch(updates.put, poll_interval=0.01))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(armed.wait(), 2)
 
     first.kill()
     down = values(await asyncio.wait_for(updates.get(), 2))
@@ -334,8 +356,9 @@ async def test_watch_polls_where_pidfds_are_unavailable(
     (tmp_path / "svc.pid").write_text(str(child.pid))
     collector = pidfile_collector(tmp_path / "svc.pid", clock)
     updates: asyncio.Queue[list[Sample]] = asyncio.Queue()
+    armed = watched(collector, monkeypatch)
     watcher = asyncio.create_task(collector.watch(updates.put, poll_interval=0.01))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(armed.wait(), 2)
 
     child.kill()
     down = values(await asyncio.wait_for(updates.get(), 2))

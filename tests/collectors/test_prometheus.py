@@ -26,7 +26,7 @@ from opswatch.collectors.prometheus import (
 )
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.model import Sample
-from tests.conftest import ManualClock, free_port
+from tests.conftest import ManualClock
 
 INF = float("inf")
 
@@ -332,6 +332,45 @@ async def test_unparseable_page_is_down(
     assert got == {"prometheus.up": 0.0}
 
 
+LANDING_PAGE = """<!DOCTYPE html>
+<html><head><title>My app</title></head><body><h1>Welcome</h1></body></html>
+"""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [LANDING_PAGE, '{"status": "ok"}', "OK\n", "", "# HELP x only comments\n"],
+    ids=["html", "json", "text", "empty", "comments"],
+)
+async def test_a_page_that_is_not_metrics_is_down_with_nothing_configured(
+    app_server: tuple[MetricsApp, str], clock: ManualClock, body: str
+) -> None:
+    state, url = app_server
+    state.body = body
+    collector = PrometheusCollector(PrometheusTarget(name="site", url=Secret(url)), clock)
+
+    with capture_logs() as logs:
+        got = values(await collector.collect())
+    await collector.close()
+
+    assert got == {"prometheus.up": 0.0}
+    (failed,) = [e for e in logs if e["event"] == "prometheus_scrape_failed"]
+    assert failed["error"].startswith("not the Prometheus text format")
+
+
+async def test_a_metrics_page_is_up_with_nothing_configured(
+    app_server: tuple[MetricsApp, str], clock: ManualClock
+) -> None:
+    state, url = app_server
+    state.body = "# TYPE up gauge\nup 1\n"
+    collector = PrometheusCollector(PrometheusTarget(name="site", url=Secret(url)), clock)
+
+    got = values(await collector.collect())
+    await collector.close()
+
+    assert got["prometheus.up"] == 1.0
+
+
 async def test_scrape_exceeding_timeout_is_down(
     app_server: tuple[MetricsApp, str], clock: ManualClock
 ) -> None:
@@ -344,15 +383,6 @@ async def test_scrape_exceeding_timeout_is_down(
 
     assert got == {"prometheus.up": 0.0}
     assert state.requests == 1
-
-
-async def test_refused_connection_is_down(clock: ManualClock) -> None:
-    collector = collector_for(f"http://127.0.0.1:{free_port()}/metrics", clock)
-
-    got = values(await collector.collect())
-    await collector.close()
-
-    assert got == {"prometheus.up": 0.0}
 
 
 async def test_warns_once_when_a_configured_metric_is_not_exposed(

@@ -60,8 +60,8 @@ async def test_a_raising_collector_gives_up_zero_and_a_logged_traceback(
     await app.open()
     try:
         with capture_logs() as logs:
-            await app.run_check("broken:db")
-        (status,) = app.check_statuses().values()
+            await app.cycle.run("broken:db")
+        (status,) = app.checks.statuses().values()
         (sample,) = status.samples
         assert (sample.metric, sample.value, dict(sample.labels)) == (
             "broken.up",
@@ -84,8 +84,8 @@ async def test_a_hanging_collector_times_out_as_down(tmp_path: Path, clock: Manu
     app = App(config, clock=clock)
     await app.open()
     try:
-        await asyncio.wait_for(app.run_check("broken:slow"), timeout=5)
-        status = app.check_statuses()["broken:slow"]
+        await asyncio.wait_for(app.cycle.run("broken:slow"), timeout=5)
+        status = app.checks.statuses()["broken:slow"]
         assert status.error == "timed out after 0.1s"
         assert [s.value for s in status.samples] == [0.0]
     finally:
@@ -98,15 +98,15 @@ async def test_health_turns_unhealthy_when_a_check_is_late(
     app = App(_config(tmp_path, [Broken("broken:x", RuntimeError("x"))]), clock=clock)
     await app.start()
     try:
-        await app.run_check("broken:x")
-        assert app.health().healthy
+        await app.cycle.run("broken:x")
+        assert app.checks.health().healthy
         clock.advance(2 * 30 + 10 + 1)  # two intervals and the check timeout
-        health = app.health()
+        health = app.checks.health()
         assert not health.healthy
         assert health.reason == "check broken:x is late"
     finally:
         await app.stop()
-    assert not app.health().healthy  # a stopped scheduler is never healthy
+    assert not app.checks.health().healthy  # a stopped scheduler is never healthy
 
 
 def test_once_prints_host_samples_and_sends_nothing(

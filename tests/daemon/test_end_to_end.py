@@ -92,22 +92,22 @@ async def test_restart_neither_renotifies_a_firing_alert_nor_loses_a_resolution(
     await target.stop()
     first = App(load_config(environ), retry_policy=FAST)
     await first.open()
-    assert await first.run_check("http:api") == []  # http_down waits for 2 cycles
-    (fired,) = await first.run_check("http:api")
+    assert await first.cycle.run("http:api") == []  # http_down waits for 2 cycles
+    (fired,) = await first.cycle.run("http:api")
     assert fired.kind is TransitionKind.FIRED
     await first.stop()
 
     second = App(load_config(environ), retry_policy=FAST)
     await second.open()
-    assert await second.run_check("http:api") == []  # still down: no new notification
+    assert await second.cycle.run("http:api") == []  # still down: no new notification
     await second.stop()
 
     await target.start()  # recovered while the daemon was down
     third = App(load_config(environ), retry_policy=FAST)
     await third.open()
-    (resolved,) = await third.run_check("http:api")
+    (resolved,) = await third.cycle.run("http:api")
     assert resolved.kind is TransitionKind.RESOLVED
-    assert await third.run_check("http:api") == []
+    assert await third.cycle.run("http:api") == []
     await third.stop()
     # both notifications were flushed at stop, each exactly once
     statuses = [r.body["status"] for r in webhook.requests]

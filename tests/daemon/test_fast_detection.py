@@ -77,7 +77,7 @@ async def test_a_watched_process_exit_alerts_within_the_second(
     await app.start()
     try:
         async with asyncio.timeout(10):  # the first scheduled run sees the process alive
-            await app.wait_for_runs("process:worker")
+            await app.checks.wait_for_runs("process:worker")
         killed = time.monotonic()
         child.kill()
         await child.wait()

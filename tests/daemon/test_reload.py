@@ -18,15 +18,9 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import wait_none
 
-from opswatch.config import ConfigError
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
-from opswatch.daemon.reload import (
-    EnvironmentSource,
-    keep_restart_only,
-    parse_env_file,
-    restart_only_changes,
-)
+from opswatch.daemon.reload import keep_restart_only, restart_only_changes
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.conftest import free_port
@@ -35,79 +29,7 @@ from tests.peers import Receiver
 FAST = RetryPolicy(attempts=2, total_seconds=5, wait=wait_none())
 WAIT_S = 15.0
 
-# --- the environment file ----------------------------------------------------------------
-
-
-def test_env_file_reads_assignments_comments_and_quotes() -> None:
-    text = "\n".join(
-        [
-            "# a comment",
-            "; another comment",
-            "",
-            "  OPSWATCH_INTERVAL = 5s  ",
-            "PLAIN=a # not a comment, as in systemd",
-            "SINGLE='  kept $HOME \\n verbatim '",
-            'DOUBLE="say \\"hi\\" for \\$5"',
-            'MULTI="first',
-            'second"',
-            "JOINED=one\\",
-            "  two",
-            "EMPTY=",
-        ]
-    )
-    assert parse_env_file(text, "env") == {
-        "OPSWATCH_INTERVAL": "5s",
-        "PLAIN": "a # not a comment, as in systemd",
-        "SINGLE": "  kept $HOME \\n verbatim ",
-        "DOUBLE": 'say "hi" for $5',
-        "MULTI": "first\nsecond",
-        "JOINED": "onetwo",
-        "EMPTY": "",
-    }
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ("A=1\nno equals sign here\n", "env line 2: expected NAME=value"),
-        ("export A=1\n", "env line 1: invalid name 'export A'"),
-        ('A="open\nB=2\n', 'env line 1: unterminated " quote'),
-        ("A='x' trailing\n", "env line 1: unexpected 'trailing' after the closing quote"),
-    ],
-)
-def test_env_file_refuses_a_malformed_line_naming_it(text: str, problem: str) -> None:
-    with pytest.raises(ConfigError) as raised:
-        parse_env_file(text, "env")
-    assert str(raised.value) == f"OPSWATCH_ENV_FILE: {problem}"
-
-
-def test_env_file_overrides_the_process_and_a_removed_line_is_unset(tmp_path: Path) -> None:
-    env_file = tmp_path / "env"
-    env_file.write_text("OPSWATCH_INTERVAL=5s\nOPSWATCH_CHECKS=host,tcp\n")
-    process = {
-        "OPSWATCH_ENV_FILE": str(env_file),
-        "OPSWATCH_INTERVAL": "5s",  # systemd's copy of the same file (EnvironmentFile=)
-        "OPSWATCH_CHECKS": "host",  # set elsewhere, overridden by the file
-        "PATH": "/usr/bin",
-    }
-    source = EnvironmentSource(process)
-    first = source.load()
-    assert (first["OPSWATCH_INTERVAL"], first["OPSWATCH_CHECKS"]) == ("5s", "host,tcp")
-
-    env_file.write_text("# both lines removed\n")
-    second = source.load()
-    assert "OPSWATCH_INTERVAL" not in second  # came from the file: gone with it
-    assert second["OPSWATCH_CHECKS"] == "host"  # the process's own value shows again
-    assert second["PATH"] == "/usr/bin"
-
-    env_file.unlink()
-    with pytest.raises(ConfigError, match=r"^OPSWATCH_ENV_FILE: cannot read"):
-        source.load()
-
-
-def test_a_leading_dash_makes_a_missing_env_file_count_as_empty(tmp_path: Path) -> None:
-    process = {"OPSWATCH_ENV_FILE": f"-{tmp_path / 'absent'}", "OPSWATCH_INTERVAL": "7s"}
-    assert EnvironmentSource(process).load() == process
+# --- what a reload may change ----------------------------------------------------------
 
 
 def test_a_reload_cannot_move_the_state_store_or_lease_and_says_so() -> None:
@@ -122,10 +44,6 @@ def test_a_reload_cannot_move_the_state_store_or_lease_and_says_so() -> None:
     assert restart_only_changes(old, new) == ["OPSWATCH_STATE_URL", "OPSWATCH_LEASE_URL"]
     kept = keep_restart_only(old, new)
     assert (kept.state_url, kept.lease_url, kept.interval) == (old.state_url, None, 10.0)
-
-
-def test_without_an_env_file_the_process_environment_is_used_as_is() -> None:
-    assert EnvironmentSource({"OPSWATCH_INTERVAL": "7s"}).load() == {"OPSWATCH_INTERVAL": "7s"}
 
 
 # --- the running daemon, in process ---------------------------------------------------------
@@ -201,19 +119,19 @@ async def test_a_good_reload_swaps_checks_and_interval_and_keeps_a_firing_alert(
         with capture_logs() as logs:
             assert await app.reload(second)
             async with asyncio.timeout(WAIT_S):
-                await app.wait_for_runs("http:db")
-                await app.wait_for_runs("http:api", 3)  # two runs before, one after
-        assert app.settings.interval == 5
-        assert _http(app.check_statuses()) == ["http:api", "http:db"]
+                await app.checks.wait_for_runs("http:db")
+                await app.checks.wait_for_runs("http:api", 3)  # two runs before, one after
+        assert app.config.settings.interval == 5
+        assert _http(app.checks.statuses()) == ["http:api", "http:db"]
         assert old_web not in app.config.collectors
-        assert [a.rule for a in app.active_alerts()] == ["http_down"]  # still firing
+        assert [a.rule for a in app.tracker.active()] == ["http_down"]  # still firing
         reloading, *rest = _received(systemd)
         assert reloading.startswith(b"RELOADING=1\nMONOTONIC_USEC=")
         assert rest == [b"STATUS=reloaded", b"READY=1"]
         (finished,) = [e for e in logs if e["event"] == "reload_finished"]
         assert _http(finished["checks"]) == ["http:api", "http:db"]
         assert finished["interval_s"] == 5
-        assert app.health().healthy
+        assert app.checks.health().healthy
     finally:
         await app.stop()
     assert len(webhook.requests) == 1  # the firing alert was not notified again
@@ -228,7 +146,7 @@ async def test_a_bad_reload_is_refused_logged_and_the_running_config_stays(
     await app.start()
     try:
         async with asyncio.timeout(WAIT_S):
-            await app.wait_for_runs("http:api")
+            await app.checks.wait_for_runs("http:api")
         before = app.config
         with capture_logs() as logs:
             assert not await app.reload({**environ, "OPSWATCH_INTERVAL": "banana"})
@@ -238,8 +156,8 @@ async def test_a_bad_reload_is_refused_logged_and_the_running_config_stays(
         assert app.config is before
         assert app.scheduler.running
         async with asyncio.timeout(WAIT_S):  # the old checks still run
-            await app.run_check("http:api")
-        assert app.health().healthy
+            await app.cycle.run("http:api")
+        assert app.checks.health().healthy
     finally:
         await app.stop()
 
@@ -259,7 +177,7 @@ async def test_a_reload_that_removes_a_target_resolves_its_alert_once(
         assert await app.reload(_environ(tmp_path, webhook, f"web={web.url}/"))
         requests = await webhook.wait_for(2, timeout=WAIT_S)
         assert requests[1].body["status"] == "resolved"
-        assert app.active_alerts() == []
+        assert app.tracker.active() == []
     finally:
         await app.stop()
     assert len(webhook.requests) == 2

@@ -128,16 +128,16 @@ async def test_only_the_lease_holder_runs_a_check_and_the_other_stands_by(
     a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
     try:
         await target.stop()
-        assert await a.run_check(CHECK) == []  # a takes the lease; http_down waits 2 cycles
-        assert await b.run_check(CHECK) == []  # standby: collects nothing
-        assert b.check_statuses()[CHECK].error == "standby: another replica"
-        assert b.check_statuses()[CHECK].samples == ()
-        (fired,) = await a.run_check(CHECK)
+        assert await a.cycle.run(CHECK) == []  # a takes the lease; http_down waits 2 cycles
+        assert await b.cycle.run(CHECK) == []  # standby: collects nothing
+        assert b.checks.statuses()[CHECK].error == "standby: another replica"
+        assert b.checks.statuses()[CHECK].samples == ()
+        (fired,) = await a.cycle.run(CHECK)
         assert fired.kind is TransitionKind.FIRED
-        assert await b.run_check(CHECK) == []
-        assert b.health().reason != f"check {CHECK} is late"
-        assert [x.rule for x in a.active_alerts()] == ["http_down"]
-        assert b.active_alerts() == []
+        assert await b.cycle.run(CHECK) == []
+        assert b.checks.health().reason != f"check {CHECK} is late"
+        assert [x.rule for x in a.tracker.active()] == ["http_down"]
+        assert b.tracker.active() == []
         await a.outbox.deliver_due()
         await b.outbox.deliver_due()
     finally:
@@ -178,27 +178,27 @@ async def test_a_replica_taking_over_resolves_what_the_other_fired_exactly_once(
     a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook, **lease_backend))
     try:
         await target.stop()
-        await a.run_check(CHECK)
-        await b.run_check(CHECK)  # standby
-        (fired,) = await a.run_check(CHECK)
+        await a.cycle.run(CHECK)
+        await b.cycle.run(CHECK)  # standby
+        (fired,) = await a.cycle.run(CHECK)
         await a.outbox.deliver_due()
         await target.start()
         await _expire_all_leases(postgres_dsn, schema, lease_backend)  # a stopped renewing
 
-        (resolved,) = await b.run_check(CHECK)  # b reloads a's alert from the store first
+        (resolved,) = await b.cycle.run(CHECK)  # b reloads a's alert from the store first
         assert resolved.kind is TransitionKind.RESOLVED
         assert resolved.alert.started_at == fired.alert.started_at
-        assert await a.run_check(CHECK) == []  # a is standby now and forgets the alert
-        assert a.active_alerts() == []
-        assert await b.run_check(CHECK) == []
+        assert await a.cycle.run(CHECK) == []  # a is standby now and forgets the alert
+        assert a.tracker.active() == []
+        assert await b.cycle.run(CHECK) == []
         await asyncio.gather(a.outbox.deliver_due(), b.outbox.deliver_due())
-        history = await b.alert_history(10)
+        history = await b.store.history(10)
         assert [t.kind for t in history] == [TransitionKind.RESOLVED, TransitionKind.FIRED]
     finally:
         await b.stop()  # b releases its lease: a takes over at once, from the store
     try:
-        assert await a.run_check(CHECK) == []  # nothing to resolve again
-        assert a.check_statuses()[CHECK].error is None
+        assert await a.cycle.run(CHECK) == []  # nothing to resolve again
+        assert a.checks.statuses()[CHECK].error is None
     finally:
         await a.stop()
     assert _statuses(webhook) == ["firing", "resolved"]
@@ -210,12 +210,12 @@ async def test_a_replica_taking_over_a_still_failing_target_does_not_fire_again(
     a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
     try:
         await target.stop()
-        await a.run_check(CHECK)
-        await b.run_check(CHECK)
-        await a.run_check(CHECK)  # fired
+        await a.cycle.run(CHECK)
+        await b.cycle.run(CHECK)
+        await a.cycle.run(CHECK)  # fired
         await _expire_leases(postgres_dsn, schema)
-        assert await b.run_check(CHECK) == []  # still down: the alert it took over holds
-        assert [x.rule for x in b.active_alerts()] == ["http_down"]
+        assert await b.cycle.run(CHECK) == []  # still down: the alert it took over holds
+        assert [x.rule for x in b.tracker.active()] == ["http_down"]
         await asyncio.gather(a.outbox.deliver_due(), b.outbox.deliver_due())
     finally:
         await a.stop()
@@ -228,22 +228,22 @@ async def test_a_late_run_renews_the_lease_and_records_nothing_once_another_repl
 ) -> None:
     a, b = await _two_apps(_environ(postgres_dsn, schema, target, webhook))
     clock = FakeMonotonic()
-    a.leases = CheckLeases(a.leases.lease, a.leases.ttl, monotonic=clock)
+    a.replicas.leases = a.leases = CheckLeases(a.leases.lease, a.leases.ttl, monotonic=clock)
     (collector,) = a.config.collectors[:1]
     try:
         await target.stop()
-        await a.run_check(CHECK)
-        samples, error = await a.collect(collector)
+        await a.cycle.run(CHECK)
+        samples, error = await a.cycle.collect(collector)
         clock.now += a.leases.ttl  # a stalls (or verifies, or gets an event) much later...
-        (fired,) = await a.process(CHECK, samples, error, 0.0)  # ...still the holder: renewed
+        (fired,) = await a.cycle.process(CHECK, samples, error, 0.0)  # ...still the holder: renewed
         assert fired.kind is TransitionKind.FIRED
         clock.now += a.leases.ttl
         await _expire_leases(postgres_dsn, schema)
-        assert await b.run_check(CHECK) == []  # b took the check over, with a's alert
+        assert await b.cycle.run(CHECK) == []  # b took the check over, with a's alert
         await target.start()
-        samples, error = await a.collect(collector)
-        assert await a.process(CHECK, samples, error, 0.0) == []  # not a's run any more
-        (resolved,) = await b.run_check(CHECK)
+        samples, error = await a.cycle.collect(collector)
+        assert await a.cycle.process(CHECK, samples, error, 0.0) == []  # not a's run any more
+        (resolved,) = await b.cycle.run(CHECK)
         assert resolved.kind is TransitionKind.RESOLVED
         await asyncio.gather(a.outbox.deliver_due(), b.outbox.deliver_due())
     finally:
@@ -297,14 +297,14 @@ async def test_a_recovery_runs_once_and_a_replica_starting_meanwhile_leaves_it_a
     await a.open()
     try:
         await target.stop()
-        await a.run_check(CHECK)
-        (fired,) = await a.run_check(CHECK)  # a starts the recovery: REMEDIATING
+        await a.cycle.run(CHECK)
+        (fired,) = await a.cycle.run(CHECK)  # a starts the recovery: REMEDIATING
         await b.open()  # a replica starting now must not escalate a's recovery in progress
-        assert await b.run_check(CHECK) == []
+        assert await b.cycle.run(CHECK) == []
         await target.start()
         runners[0].release.set()
-        await a.wait_for_recoveries()
-        assert await b.run_check(CHECK) == []
+        await a.remediation.wait()
+        assert await b.cycle.run(CHECK) == []
     finally:
         await a.stop()
         await b.stop()
@@ -336,16 +336,16 @@ async def test_a_recovery_cut_short_on_one_replica_is_escalated_once_by_the_one_
     await b.open()
     try:
         await target.stop()
-        await a.run_check(CHECK)
-        await a.run_check(CHECK)  # fired: a's recovery hangs
+        await a.cycle.run(CHECK)
+        await a.cycle.run(CHECK)  # fired: a's recovery hangs
         await asyncio.wait_for(runners[0].called.wait(), WAIT_S)
-        assert await b.run_check(CHECK) == []
+        assert await b.cycle.run(CHECK) == []
     finally:
         await a.stop()  # cuts the recovery short and hands the check over
     try:
-        await b.run_check(CHECK)  # takes the check over: escalates the interrupted recovery
-        await b.run_check(CHECK)
-        (alert,) = b.active_alerts()
+        await b.cycle.run(CHECK)  # takes the check over: escalates the interrupted recovery
+        await b.cycle.run(CHECK)
+        (alert,) = b.tracker.active()
         assert alert.state is AlertState.FIRING
     finally:
         await b.stop()

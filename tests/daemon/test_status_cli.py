@@ -69,7 +69,7 @@ async def test_status_summarises_checks_alerts_and_outbox_of_a_healthy_daemon(
         try:
             await webhook.wait_for(1, timeout=WAIT_S)  # http_down fired and was delivered
             async with asyncio.timeout(WAIT_S):
-                await app.wait_for_runs("host")
+                await app.checks.wait_for_runs("host")
             assert await _status() == 0
         finally:
             await app.stop()
@@ -101,8 +101,8 @@ async def test_status_exits_1_with_the_reason_when_the_daemon_is_unhealthy(
         await app.start()
         try:
             async with asyncio.timeout(WAIT_S):
-                await app.wait_for_runs("host")
-                await app.wait_for_runs("http:api")
+                await app.checks.wait_for_runs("host")
+                await app.checks.wait_for_runs("http:api")
             clock.advance(3600)  # no check has finished for an hour, as far as health can tell
             assert await _status("--url", f"http://127.0.0.1:{port}/") == 1
         finally:

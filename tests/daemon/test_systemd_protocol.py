@@ -52,12 +52,12 @@ async def test_ready_follows_the_first_cycle_and_watchdog_stops_when_checks_are_
     await app.start()
     try:
         before_ready = await _until(sock, b"READY=1")
-        assert "host" in app.check_statuses()  # READY=1 came after the first cycle
+        assert "host" in app.checks.statuses()  # READY=1 came after the first cycle
         assert all(b"READY=1" not in m for m in before_ready[:-1])
         await _until(sock, b"WATCHDOG=1")  # the heartbeat runs while healthy
 
         clock.advance(3600)  # every check is now an hour late: the daemon is stuck
-        assert not app.health().healthy
+        assert not app.checks.health().healthy
         # drain what was sent before the heartbeat saw it; a heartbeat that ignored health
         # would keep the socket busy every 20 ms, and this bounded drain would not end quiet
         late = []

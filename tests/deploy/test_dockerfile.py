@@ -114,6 +114,11 @@ def test_build_is_multi_stage_and_ships_only_the_builders_venv(
     sources = {word for args in builder_copies for word in args[:-1]}
     assert sources <= {"pyproject.toml", "README.md", "src"}, "copy only what the build needs"
     assert any("pip install ." in i.args for i in builder.all("RUN"))
+    install = next(i.args for i in builder.all("RUN") if "pip install ." in i.args)
+    assert "/opt/opswatch/bin/pip uninstall --yes --quiet pip setuptools" in install, (
+        "the venv shipped to the runtime must not hold pip or setuptools"
+    )
+    assert install.index("pip install .") < install.index("pip uninstall")
     assert "COPY --from=builder /opt/opswatch /opt/opswatch" in [
         f"COPY {i.args}" for i in final.all("COPY")
     ]
@@ -140,6 +145,9 @@ def test_runs_as_a_fixed_non_root_user_set_before_entrypoint(final: Stage) -> No
     setup = " ".join(i.args for i in final.all("RUN"))
     assert "--uid 10001" in setup
     assert "-o opswatch -g opswatch /data" in setup
+    assert "python -m pip uninstall --yes --quiet pip setuptools wheel" in setup, (
+        "the base image's own pip, setuptools and wheel stay out of the runtime"
+    )
     assert '["/data"]' in [i.args for i in final.all("VOLUME")]
 
 

@@ -91,7 +91,7 @@ def disks(clock: ManualClock, used: dict[str, float]) -> list[Sample]:
 
 async def cycle(app: App, clock: ManualClock, used: dict[str, float]) -> list[TransitionKind]:
     """One host run with these disk usages, then one outbox pass; returns the transitions."""
-    transitions = await app.process("host", disks(clock, used), None, 0.0)
+    transitions = await app.cycle.process("host", disks(clock, used), None, 0.0)
     await app.outbox.deliver_due()
     return [t.kind for t in transitions]
 
@@ -252,14 +252,14 @@ async def test_a_broken_channel_uses_the_fallback_and_raises_the_meta_alert_unti
         assert "channel_not_found" in copy.body["commonAnnotations"]["fallback"]
 
         # the notify check sees slack failing: the meta-alert fires, on the webhook
-        (meta,) = await app.run_check("notify")
+        (meta,) = await app.cycle.run("notify")
         assert (meta.kind, meta.alert.rule) == (TransitionKind.FIRED, "notifications_failing")
         assert meta.alert.labels == {"channel": slack_channel}
         await app.outbox.deliver_due()
         received = await hook.wait_for(2)
         assert alertnames(received[1]) == [("notifications_failing", "firing")]
         assert len(slack.requests) == 1  # never sent to the broken channel
-        assert sorted(a.rule for a in app.active_alerts()) == [
+        assert sorted(a.rule for a in app.tracker.active()) == [
             "disk_full",
             "notifications_failing",
         ]
@@ -269,7 +269,7 @@ async def test_a_broken_channel_uses_the_fallback_and_raises_the_meta_alert_unti
         slack.script(SLACK_OK)
         await cycle(app, clock, {"/var": 97.0, "/home": 97.0})
         assert len(slack.requests) == 2
-        (resolved,) = await app.run_check("notify")
+        (resolved,) = await app.cycle.run("notify")
         assert resolved.kind is TransitionKind.RESOLVED
         await app.outbox.deliver_due()
         received = await hook.wait_for(3)
@@ -345,22 +345,22 @@ async def test_after_a_restart_the_meta_alert_waits_for_the_channel_to_deliver_a
     app = await daemon.open(**environ)
     slack.script(404)
     await cycle(app, clock, {"/var": 97.0})
-    (fired,) = await app.run_check("notify")
+    (fired,) = await app.cycle.run("notify")
     assert fired.alert.rule == "notifications_failing"
     await app.stop()
     daemon.apps.remove(app)
 
     clock.advance(60)
     restarted = await daemon.open(**environ)
-    assert await restarted.run_check("notify") == []  # unknown yet: still firing, not resolved
-    assert sorted(a.rule for a in restarted.active_alerts()) == [
+    assert await restarted.cycle.run("notify") == []  # unknown yet: still firing, not resolved
+    assert sorted(a.rule for a in restarted.tracker.active()) == [
         "disk_full",
         "notifications_failing",
     ]
 
     clock.advance(60)
     await cycle(restarted, clock, {"/var": 97.0, "/home": 97.0})  # slack answers 200 again
-    (resolved,) = await restarted.run_check("notify")
+    (resolved,) = await restarted.cycle.run("notify")
     assert (resolved.kind, resolved.alert.rule) == (
         TransitionKind.RESOLVED,
         "notifications_failing",

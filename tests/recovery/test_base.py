@@ -11,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from opswatch import redact
+from opswatch.config import Secret
 from opswatch.recovery.base import CommandResult, RecoveryError, SubprocessRunner, plural
 
 
@@ -94,3 +96,12 @@ def test_plural_words_counts() -> None:
     assert plural(1, "restart") == "1 restart"
     assert plural(3, "restart") == "3 restarts"
     assert plural(2, "process") == "2 processes"
+
+
+def test_the_tail_is_scrubbed_before_it_is_shortened() -> None:
+    secret = "Vb3-secret-at-the-cut"
+    redact.register([Secret(secret)])
+    line = "x" * 190 + secret
+    result = CommandResult(1, "", f"first line\n{line}\n")
+    assert result.tail() == "x" * 190 + "***"
+    assert result.tail(limit=100) == "x" * 99 + "…"

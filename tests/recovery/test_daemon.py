@@ -90,8 +90,8 @@ def app(env: Mapping[str, str], commands: RecordingRunner | None = None) -> App:
 
 async def fire(daemon: App) -> Transition:
     """Two runs with the target down: http_down fires on the second."""
-    assert await daemon.run_check(CHECK) == []
-    [fired] = await daemon.run_check(CHECK)
+    assert await daemon.cycle.run(CHECK) == []
+    [fired] = await daemon.cycle.run(CHECK)
     assert fired.kind is TransitionKind.FIRED
     return fired
 
@@ -118,7 +118,7 @@ async def test_a_killed_service_is_restarted_by_a_command_and_resolves_as_auto_r
     daemon = app(env)
     await daemon.open()
     try:
-        assert await daemon.run_check(CHECK) == []
+        assert await daemon.cycle.run(CHECK) == []
         service.kill()
         fired = await fire(daemon)
         assert fired.evidence[0].startswith("captured ")
@@ -126,17 +126,17 @@ async def test_a_killed_service_is_restarted_by_a_command_and_resolves_as_auto_r
         alert = daemon.tracker.get(fired.alert.fingerprint)
         assert alert is not None
         assert alert.state is AlertState.REMEDIATING
-        await daemon.wait_for_recoveries()
+        await daemon.remediation.wait()
 
         assert service.up()
-        assert daemon.active_alerts() == []
-        (run,) = await daemon.recovery_history(10)
+        assert daemon.tracker.active() == []
+        (run,) = await daemon.store.recovery_history(10)
         assert (run.outcome, run.attempts, run.action) == (
             RecoveryOutcome.SUCCEEDED,
             1,
             "command",
         )
-        history = await daemon.alert_history(10)
+        history = await daemon.store.history(10)
         assert [t.kind for t in history] == [TransitionKind.RESOLVED, TransitionKind.FIRED]
         assert history[0].previous_state is AlertState.REMEDIATING
         sent = await notifications(daemon)
@@ -144,7 +144,7 @@ async def test_a_killed_service_is_restarted_by_a_command_and_resolves_as_auto_r
         assert "evidence:" in sent[0].text
         assert "auto-recovered in " in sent[1].text
         assert "after 1 command run" in sent[1].text
-        assert await daemon.alert_evidence(fired.alert.fingerprint)
+        assert await daemon.store.evidence(fired.alert.fingerprint)
         exposition = (await daemon.metrics.render()).decode()
         assert 'opswatch_recovery_total{action="command",outcome="succeeded"} 1.0' in exposition
     finally:
@@ -166,11 +166,11 @@ async def test_a_service_that_never_comes_back_escalates_then_the_budget_blocks_
     try:
         service.kill()
         fired = await fire(first)
-        await first.wait_for_recoveries()
-        (run,) = await first.recovery_history(10)
+        await first.remediation.wait()
+        (run,) = await first.store.recovery_history(10)
         assert (run.outcome, run.attempts) == (RecoveryOutcome.FAILED, 3)
         assert "http_down still finds 4 s after the command run" in run.detail
-        [escalated, _] = await first.alert_history(10)
+        [escalated, _] = await first.store.history(10)
         assert escalated.kind is TransitionKind.ESCALATED
         assert escalated.alert.severity is Severity.EMERGENCY
         sent = await notifications(first)
@@ -178,24 +178,24 @@ async def test_a_service_that_never_comes_back_escalates_then_the_budget_blocks_
         assert sent[1].severity is Severity.EMERGENCY
         assert "actions: recovery failed: http_down still finds 4 s" in sent[1].text
         # still down and critical: the escalated severity is kept, nothing is notified
-        assert await first.run_check(CHECK) == []
+        assert await first.cycle.run(CHECK) == []
     finally:
         await first.stop()
 
     second = app(env)  # a restart: the same state file
     await second.open()
     try:
-        assert await second.run_check(CHECK) == []  # still escalated, still quiet
+        assert await second.cycle.run(CHECK) == []  # still escalated, still quiet
         service.start()
-        [resolved] = await second.run_check(CHECK)
+        [resolved] = await second.cycle.run(CHECK)
         assert resolved.kind is TransitionKind.RESOLVED
         service.kill()
         await fire(second)
-        await second.wait_for_recoveries()
-        blocked, _ = await second.recovery_history(10)
+        await second.remediation.wait()
+        blocked, _ = await second.store.recovery_history(10)
         assert blocked.outcome is RecoveryOutcome.SKIPPED_BUDGET
         assert blocked.attempts == 0
-        [escalated, *_] = await second.alert_history(10)
+        [escalated, *_] = await second.store.history(10)
         assert escalated.kind is TransitionKind.ESCALATED
         last = (await notifications(second))[-1]
         assert kinds([last]) == [["escalated"]]
@@ -257,12 +257,12 @@ async def test_quiet_self_healing_notifies_nothing_when_recovery_works(
     try:
         await target.stop()
         await fire(daemon)
-        await daemon.wait_for_recoveries()
+        await daemon.remediation.wait()
         assert [c.argv for c in commands.calls] == [["/usr/local/bin/restart-api"]]
         assert commands.calls[0].env is not None
         assert commands.calls[0].env["OPSWATCH_ALERT_TARGET"] == "api"
         assert await notifications(daemon) == []
-        kinds_seen = [t.kind for t in await daemon.alert_history(10)]
+        kinds_seen = [t.kind for t in await daemon.store.history(10)]
         assert kinds_seen == [TransitionKind.RESOLVED, TransitionKind.FIRED]
     finally:
         await daemon.stop()
@@ -277,7 +277,7 @@ async def test_quiet_self_healing_still_notifies_a_failure(
     try:
         await target.stop()
         await fire(daemon)
-        await daemon.wait_for_recoveries()
+        await daemon.remediation.wait()
         assert len(commands.calls) == 3
         sent = await notifications(daemon)
         assert kinds(sent) == [["escalated"]]
@@ -296,7 +296,7 @@ async def test_quiet_self_healing_releases_the_held_alert_when_recovery_is_skipp
     try:
         await target.stop()
         fired = await fire(daemon)
-        await daemon.wait_for_recoveries()
+        await daemon.remediation.wait()
         assert commands.calls == []
         sent = await notifications(daemon)
         assert kinds(sent) == [["fired"]]
@@ -332,7 +332,7 @@ async def test_a_recovery_cut_short_by_a_stop_is_escalated_at_the_next_start(
     second = app(env)
     await second.open()
     try:
-        [escalated, *_] = await second.alert_history(10)
+        [escalated, *_] = await second.store.history(10)
         assert escalated.kind is TransitionKind.ESCALATED
         last = (await notifications(second))[-1]
         assert kinds([last]) == [["escalated"]]
@@ -448,7 +448,7 @@ async def test_an_operator_run_for_an_escalated_alert_is_verified_and_resolves_i
     try:
         await target.stop()
         fired = await fire(daemon)
-        await daemon.wait_for_recoveries()
+        await daemon.remediation.wait()
         alert = daemon.tracker.get(fired.alert.fingerprint)
         assert alert is not None
         assert alert.escalated
@@ -461,9 +461,59 @@ async def test_an_operator_run_for_an_escalated_alert_is_verified_and_resolves_i
             result = await response.json()
         assert result["outcome"] == "succeeded"
         assert result["detail"] == "restart-api exited 0; verified"
-        assert daemon.active_alerts() == []
+        assert daemon.tracker.active() == []
         last = (await notifications(daemon))[-1]
         assert kinds([last]) == [["resolved"]]
         assert "actions: auto-recovered in " in last.text
+    finally:
+        await daemon.stop()
+
+
+class _MuteAll:
+    """A muter that mutes every alert (silences plug into the same stage)."""
+
+    def muted(self, alert: object, now: datetime) -> bool:
+        del alert, now
+        return True
+
+
+async def test_a_muted_alert_is_neither_notified_nor_remediated(
+    target: Receiver, tmp_path: Path
+) -> None:
+    commands = Restarter(target)
+    env = environ(
+        tmp_path / "s.sqlite3",
+        target.url,
+        OPSWATCH_RECOVERY_HTTP_DOWN_API="command:/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_ALLOW="/usr/local/bin/restart-api",
+        OPSWATCH_API_TOKEN="t0k",
+    )
+    daemon = app(env, commands)
+    daemon.book.pipeline = dataclasses.replace(daemon.book.pipeline, muter=_MuteAll())
+    await daemon.open()
+    await daemon.api.start()
+    try:
+        await target.stop()
+        fired = await fire(daemon)
+        await daemon.remediation.wait()
+        assert commands.calls == []
+        assert await notifications(daemon) == []
+        alert = daemon.tracker.get(fired.alert.fingerprint)
+        assert alert is not None
+        assert alert.state is AlertState.FIRING
+        url = f"http://127.0.0.1:{daemon.api.port}/api/v1/recovery/http_down:api/run"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, headers=_bearer("t0k")) as response,
+        ):
+            assert response.status == 200
+            result = await response.json()
+        assert (result["outcome"], result["detail"]) == (
+            "skipped: silenced",
+            "the alert is silenced",
+        )
+        assert commands.calls == []
+        (run,) = await daemon.store.recovery_history(10)
+        assert run.outcome is RecoveryOutcome.SKIPPED_SILENCED
     finally:
         await daemon.stop()

@@ -15,6 +15,7 @@ import pytest
 import structlog
 from tenacity import wait_none
 
+from opswatch.daemon.configure import load_config
 from opswatch.model import (
     Alert,
     AlertState,
@@ -95,7 +96,7 @@ def runner(
         RecoverySettings(bindings=(BINDING,), verify_every_s=2, verify_for_s=10), **settings
     )
     return RecoveryRunner(
-        lambda: configured,
+        configured,
         store,
         clock=clock,
         commands=commands,
@@ -299,3 +300,36 @@ async def test_never_two_runs_at_once_on_the_same_target(
     assert second.outcome is RecoveryOutcome.SKIPPED_BUSY
     assert (await first).outcome is RecoveryOutcome.SUCCEEDED
     assert len(commands.calls) == 1
+
+
+async def test_a_failing_command_that_prints_its_secret_env_value_is_reported_masked(
+    store: SQLiteStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    marker = "Zq8-command-env-secret"
+    script = tmp_path / "restart-api"
+    script.write_text('#!/bin/sh\necho "login refused for key $API_KEY" >&2\nexit 1\n')
+    script.chmod(0o755)
+    config = load_config(
+        {
+            "OPSWATCH_STATE_PATH": str(tmp_path / "unused.sqlite3"),
+            "OPSWATCH_RECOVERY_ALLOW": str(script),
+            "OPSWATCH_RECOVERY_HTTP_DOWN": f"command:{script}",
+            "OPSWATCH_RECOVERY_COMMAND_ENV": f"APP_ENV=prod,API_KEY={marker}",
+        }
+    )
+    (binding,) = config.recovery.bindings
+    recovery = RecoveryRunner(
+        dataclasses.replace(config.recovery, bindings=(binding,)),
+        store,
+        clock=clock,
+        policy=dataclasses.replace(POLICY, attempts=1),
+        sleep=Sleeps(),
+    )
+    with structlog.testing.capture_logs() as logs:
+        result = await recovery.run(binding, recovery.context(binding, alert(clock)), None)
+    assert result.outcome is RecoveryOutcome.FAILED
+    assert result.detail == "restart-api exited 1: login refused for key ***"
+    assert [r.detail for r in await store.recovery_history()] == [result.detail]
+    (finished,) = [e for e in logs if e["event"] == "recovery_finished"]
+    assert finished["detail"] == result.detail
+    assert marker not in repr(logs)

@@ -9,10 +9,11 @@ import pytest
 
 from opswatch.daemon.cli import main
 from opswatch.daemon.configure import load_config
-from opswatch.state import lease_ttl, open_lease, open_store
+from opswatch.state import open_lease, open_store
 from opswatch.state.leases import NoLease, PostgresLease, RedisLease
 from opswatch.state.postgres import PostgresStore
 from opswatch.state.sqlite import SQLiteStore
+from opswatch.timing import Timing
 
 URL = "postgresql://opswatch:hunter2@db.example:5432/ops"
 
@@ -38,7 +39,7 @@ def test_a_state_url_selects_postgresql_with_its_lease_table() -> None:
     lease = open_lease(settings, store)
     assert isinstance(lease, PostgresLease)
     assert lease.holder == "host:1:ab"
-    assert lease_ttl(settings) == 30.0
+    assert Timing.of(settings).lease_ttl == 30.0
 
 
 def test_a_lease_url_puts_the_leases_in_redis() -> None:

@@ -2,17 +2,20 @@
 
 The tracker holds the active (unresolved) alerts in memory; time comes in as ``now``.
 
-Persistence: every call that changes an alert's stored fields (``update``, ``acknowledge``)
-records it, and :meth:`AlertTracker.take_changed` hands over exactly those alerts once (the
-latest version of each, resolved ones included), so the daemon writes them in one transaction
-per run. Every alert with a finding this run is among them, since its ``last_seen_at`` moved.
+Persistence: every call that changes an alert's stored fields (``update``, ``acknowledge``,
+the recovery calls) records it, and :meth:`AlertTracker.take` hands over the changes of the
+alerts a caller names, once (the latest version of each, resolved ones included), so the
+commit path (:mod:`opswatch.alerts.book`) writes them with their transitions in one
+transaction. Every alert with a finding this run is among them, since its ``last_seen_at``
+moved. A write that fails hands its :class:`Changes` back to :meth:`AlertTracker.restore`, so
+memory is never ahead of the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from opswatch.model import (
@@ -25,20 +28,33 @@ from opswatch.model import (
     TransitionKind,
 )
 
+_Key = tuple[str, datetime]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Changes:
+    """Changed alerts taken for one write: the latest version of each (``alerts``) and, to
+    undo them when the write fails, what the tracker held before the first of the changes."""
+
+    alerts: list[Alert]
+    before: dict[_Key, Alert | None]
+
+    def __bool__(self) -> bool:
+        return bool(self.alerts)
+
 
 class AlertTracker:
     """Alert lifecycle. ``repeat_interval`` gives, per severity, the seconds between reminders
     of an unacknowledged alert; a severity left out gets no reminders."""
 
     def __init__(self, repeat_interval: Mapping[Severity, float]) -> None:
-        for severity, seconds in repeat_interval.items():
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise ValueError(f"repeat interval for {severity} must be positive, got {seconds}")
-        self._repeat = {severity: timedelta(seconds=s) for severity, s in repeat_interval.items()}
+        self._repeat = _repeat_intervals(repeat_interval)
         self._active: dict[str, Alert] = {}
         # (fingerprint, started_at) -> latest version: a resolved episode and the next one
         # of the same fingerprint are two records
-        self._changed: dict[tuple[str, datetime], Alert] = {}
+        self._changed: dict[_Key, Alert] = {}
+        # the active version each changed key had before its first change since taken
+        self._before: dict[_Key, Alert | None] = {}
 
     def load(self, alerts: Iterable[Alert]) -> None:
         """Take over the active alerts from the store at start-up (resolved ones are ignored).
@@ -58,12 +74,44 @@ class AlertTracker:
         """The active alert with ``fingerprint``, if any."""
         return self._active.get(fingerprint)
 
-    def take_changed(self) -> list[Alert]:
-        """The alerts whose stored fields changed since the last call (latest version of each,
-        in the order first changed), then forget them."""
-        changed = list(self._changed.values())
-        self._changed.clear()
-        return changed
+    def take(self, fingerprints: Collection[str] | None = None) -> Changes:
+        """The changes of the alerts with ``fingerprints`` (default: all), latest version of
+        each in the order first changed, then forget them. Changes of other alerts stay for
+        their own writer: a check's run never writes another's half-made alert."""
+        keys = [k for k in self._changed if fingerprints is None or k[0] in fingerprints]
+        alerts = [self._changed.pop(k) for k in keys]
+        return Changes(alerts, {k: self._before.pop(k) for k in keys})
+
+    def restore(self, changes: Changes) -> None:
+        """Undo ``changes`` whose write failed: each alert goes back to what it was before
+        them, unless a later change (already someone else's) replaced it meanwhile."""
+        for alert in reversed(changes.alerts):  # the newest first: an episode, then its end
+            key = (alert.fingerprint, alert.started_at)
+            current = self._active.get(alert.fingerprint)
+            resolved = alert.state is AlertState.RESOLVED
+            if current is not (None if resolved else alert):
+                continue
+            before = changes.before[key]
+            if before is None:
+                self._active.pop(alert.fingerprint, None)
+            else:
+                self._active[alert.fingerprint] = before
+
+    def replace_check(self, check: str, alerts: Iterable[Alert]) -> None:
+        """Forget the alerts of ``check`` and hold ``alerts`` instead (a replica taking a check
+        over or leaving it; nothing is recorded as changed)."""
+        for fingerprint in [f for f, a in self._active.items() if a.check == check]:
+            del self._active[fingerprint]
+        self.load(alerts)
+
+    def retain(self, keep: Callable[[Alert], bool]) -> None:
+        """Forget the active alerts ``keep`` rejects (a reload removed their rule or check)."""
+        for fingerprint in [f for f, a in self._active.items() if not keep(a)]:
+            del self._active[fingerprint]
+
+    def configure(self, repeat_interval: Mapping[Severity, float]) -> None:
+        """Swap the reminder intervals (a reload); the alerts are kept."""
+        self._repeat = _repeat_intervals(repeat_interval)
 
     def acknowledge(self, fingerprint: str, by: str, now: datetime) -> Alert | None:
         """Mark an active alert as acknowledged by ``by``: no reminders until its severity
@@ -101,14 +149,14 @@ class AlertTracker:
             and fp not in remediating
         ]
         for alert in sorted(gone, key=lambda a: (a.started_at, a.fingerprint)):
-            del self._active[alert.fingerprint]
             resolved = dataclasses.replace(
                 alert,
                 state=AlertState.RESOLVED,
                 resolved_at=now,
                 value=evaluation.observed.get(alert.fingerprint, alert.value),
             )
-            self._changed[alert.fingerprint, alert.started_at] = resolved
+            self._note(resolved)
+            del self._active[alert.fingerprint]
             transitions.append(
                 Transition(resolved, TransitionKind.RESOLVED, now, previous_state=alert.state)
             )
@@ -185,11 +233,12 @@ class AlertTracker:
 
     def recovered(self, fingerprint: str, now: datetime, note: str) -> Transition | None:
         """A verified recovery: the alert resolves, the transition carries ``note``."""
-        alert = self._active.pop(fingerprint, None)
+        alert = self._active.get(fingerprint)
         if alert is None:
             return None
         resolved = dataclasses.replace(alert, state=AlertState.RESOLVED, resolved_at=now)
-        self._changed[alert.fingerprint, alert.started_at] = resolved
+        self._note(resolved)
+        del self._active[fingerprint]
         return Transition(
             resolved, TransitionKind.RESOLVED, now, previous_state=alert.state, note=note
         )
@@ -236,6 +285,23 @@ class AlertTracker:
         return now - last >= interval
 
     def _put(self, alert: Alert) -> Alert:
+        self._note(alert)
         self._active[alert.fingerprint] = alert
-        self._changed[alert.fingerprint, alert.started_at] = alert
         return alert
+
+    def _note(self, alert: Alert) -> None:
+        """Record ``alert`` (its new version) as changed, before it replaces the active one."""
+        key = (alert.fingerprint, alert.started_at)
+        if key not in self._before:
+            held = self._active.get(alert.fingerprint)
+            self._before[key] = (
+                held if held is not None and held.started_at == alert.started_at else None
+            )
+        self._changed[key] = alert
+
+
+def _repeat_intervals(repeat_interval: Mapping[Severity, float]) -> dict[Severity, timedelta]:
+    for severity, seconds in repeat_interval.items():
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"repeat interval for {severity} must be positive, got {seconds}")
+    return {severity: timedelta(seconds=s) for severity, s in repeat_interval.items()}

@@ -1,22 +1,72 @@
-"""The aiohttp application and its listener."""
+"""The aiohttp application: one declarative route table, the services behind AppKeys, one
+authentication middleware, and its listener."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
-from opswatch.api.metrics import MetricsExporter, add_metrics_route
-from opswatch.api.routes import SOURCE, ApiSource, add_routes
+from opswatch.api import alerts, checks, recovery
+from opswatch.api.auth import SCOPES, Scope, authenticate
+from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
+from opswatch.api.requests import MAX_BODY
+from opswatch.api.services import MetricsView, Services, install
+from opswatch.config import Secret
 
 log = structlog.get_logger("opswatch.api")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-def build_app(source: ApiSource, metrics: MetricsExporter | None = None) -> web.Application:
-    app = web.Application()
-    app[SOURCE] = source
-    add_routes(app)
-    if metrics is not None:
-        add_metrics_route(app, metrics)
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    scope: Scope
+    summary: str
+
+
+#: every endpoint, with its scope and what it answers (README: HTTP API)
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", checks.healthz, Scope.READ, "200 healthy, 503 with the reason"),
+    Route("GET", "/status", checks.status, Scope.READ, "each check's last run; alert count"),
+    Route("GET", "/metrics", metrics_handler, Scope.READ, "Prometheus text exposition"),
+    Route("GET", "/api/v1/alerts", alerts.active, Scope.READ, "active alerts"),
+    Route("GET", "/api/v1/alerts/history", alerts.history, Scope.READ, "transitions"),
+    Route(
+        "GET",
+        "/api/v1/alerts/{fingerprint}/evidence",
+        alerts.evidence,
+        Scope.READ,
+        "snapshots taken when the alert fired",
+    ),
+    Route("GET", "/api/v1/recovery/actions", recovery.actions, Scope.READ, "bindings, budgets"),
+    Route("GET", "/api/v1/recovery/history", recovery.history, Scope.READ, "recovery runs"),
+    Route(
+        "POST",
+        "/api/v1/recovery/{action}/run",
+        recovery.run,
+        Scope.WRITE,
+        "run a binding's action now",
+    ),
+)
+
+
+def build_app(
+    services: Services, token: Secret | None, metrics: MetricsExporter | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[authenticate(token)], client_max_size=MAX_BODY)
+    install(app, services)
+    app[METRICS] = metrics or MetricsExporter(MetricsView(services))
+    scopes: dict[tuple[str, str], Scope] = {}
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+        scopes[route.path, route.method] = route.scope
+    app[SCOPES] = scopes
     return app
 
 
@@ -24,9 +74,14 @@ class ApiServer:
     """Serves :func:`build_app` on ``host:port`` (port 0 picks a free port: see ``port``)."""
 
     def __init__(
-        self, source: ApiSource, host: str, port: int, metrics: MetricsExporter | None = None
+        self,
+        services: Services,
+        token: Secret | None,
+        host: str,
+        port: int,
+        metrics: MetricsExporter | None = None,
     ) -> None:
-        self._runner = web.AppRunner(build_app(source, metrics), access_log=None)
+        self._runner = web.AppRunner(build_app(services, token, metrics), access_log=None)
         self._host = host
         self._port = port
         self.port = port

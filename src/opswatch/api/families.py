@@ -19,8 +19,7 @@ from prometheus_client.metrics_core import (
 
 from opswatch import __version__
 from opswatch.api.metrics import DURATION_BUCKETS, CheckCounters, MetricsSource
-from opswatch.api.routes import CheckStatus, Health
-from opswatch.model import Alert, AlertState, Sample, Severity
+from opswatch.model import Alert, AlertState, CheckStatus, Health, Sample, Severity
 
 #: families opswatch names itself; a sample family with one of these names gets a prefix
 _OWN_PREFIXES = (
@@ -36,12 +35,28 @@ _METRIC_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 _LABEL_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
-def sample_family_name(metric: str) -> str:
-    """``host.cpu_percent`` -> ``opswatch_host_cpu_percent`` (invalid characters as ``_``)."""
+#: name suffixes of opswatch's sample metrics that Prometheus' conventions spell otherwise:
+#: units are never abbreviated, ``_count`` belongs to histograms and summaries (both ``.count``
+#: samples, of the process and file collectors, count the things their target matched)
+_SUFFIXES = {"_per_s": "_per_second", "_count": "_matches"}
+COUNTER_SUFFIX = "_total"
+
+
+def sample_family(metric: str) -> tuple[str, str]:
+    """``(family name, type)`` of a sample metric: ``host.cpu_percent`` ->
+    ``("opswatch_host_cpu_percent", "gauge")`` (invalid characters as ``_``),
+    ``host.net_errors_per_s`` -> ``opswatch_host_net_errors_per_second``, ``process.count``
+    -> ``opswatch_process_matches``; a metric named ``..._total`` is a counter, whose family
+    name drops the suffix (the exposition adds it back to its sample)."""
     name = "opswatch_" + _METRIC_INVALID.sub("_", metric)
     if name.startswith(_OWN_PREFIXES):
         name = "opswatch_sample_" + name.removeprefix("opswatch_")
-    return name
+    if name.endswith(COUNTER_SUFFIX):
+        return name.removesuffix(COUNTER_SUFFIX), "counter"
+    for suffix, replacement in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return name.removesuffix(suffix) + replacement, "gauge"
+    return name, "gauge"
 
 
 def label_name(name: str) -> str:
@@ -71,22 +86,23 @@ def sample_labels(sample: Sample) -> dict[str, str]:
     return labels
 
 
-def sample_families(statuses: Iterable[CheckStatus]) -> list[Metric]:
-    """One gauge family per sample metric, over the last run of every check. A series that
-    appears twice (same family, same labels) keeps its last value."""
+def sample_families(samples: Iterable[Sample]) -> list[Metric]:
+    """One family per sample metric (see :func:`sample_family`). A series that appears
+    twice (same family, same labels) keeps its last value."""
     families: dict[str, dict[tuple[tuple[str, str], ...], tuple[dict[str, str], float]]] = {}
-    metrics: dict[str, str] = {}
-    for status in statuses:
-        for sample in status.samples:
-            name = sample_family_name(sample.metric)
-            metrics.setdefault(name, sample.metric)
-            labels = sample_labels(sample)
-            families.setdefault(name, {})[tuple(labels.items())] = (labels, sample.value)
+    kinds: dict[str, tuple[str, str]] = {}
+    for sample in samples:
+        name, kind = sample_family(sample.metric)
+        kinds.setdefault(name, (sample.metric, kind))
+        labels = sample_labels(sample)
+        families.setdefault(name, {})[tuple(labels.items())] = (labels, sample.value)
     result: list[Metric] = []
     for name in sorted(families):
-        family = Metric(name, f"opswatch sample {metrics[name]}", "gauge")
+        metric, kind = kinds[name]
+        family = Metric(name, f"opswatch sample {metric}", kind)
+        sample_name = name + COUNTER_SUFFIX if kind == "counter" else name
         for labels, value in families[name].values():
-            family.add_sample(name, labels, value)
+            family.add_sample(sample_name, labels, value)
         result.append(family)
     return result
 
@@ -135,7 +151,11 @@ class OpswatchCollector:
         yield from self._checks(source.check_stats(), statuses)
         yield self._alerts(source.active_alerts())
         yield from self._notify(source.notify_channels(), source.failing_channels())
-        yield from sample_families(statuses[c] for c in sorted(statuses))
+        series = source.last_series()
+        series.retain(set(statuses))
+        yield from sample_families(
+            sample for check in sorted(statuses) for sample in series.last_series(statuses[check])
+        )
         yield from recovery_families(source.recovery_outcomes())
 
     def _daemon(self, health: Health) -> Iterator[Metric]:

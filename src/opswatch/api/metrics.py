@@ -20,7 +20,11 @@ Families (all gauges unless named ``_total`` or a histogram):
 * ``opswatch_outbox_messages{state}`` (pending, delivered, failed) and
   ``opswatch_notify_channel_failing{channel}``;
 * one family per sample metric: ``host.cpu_percent`` becomes ``opswatch_host_cpu_percent``
-  with the sample's labels (names sanitised) plus ``check``;
+  with the sample's labels (names sanitised) plus ``check``, named as Prometheus' conventions
+  say (``_per_s`` as ``_per_second``, a ``_total`` as a counter, a ``.count`` as ``_matches``,
+  see :func:`~opswatch.api.families.sample_family`). Each series keeps its last value until
+  it is sampled again (:class:`CheckStats`), so a family sampled less often than the cycle
+  (TCP states) never goes stale between its runs;
 * ``opswatch_recovery_total{action,outcome}``: recovery runs finished by this process;
 * the standard ``process_*`` families of this process.
 """
@@ -28,14 +32,14 @@ Families (all gauges unless named ``_total`` or a histogram):
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from opswatch.api.routes import CheckStatus, Health
-from opswatch.model import Alert
+from opswatch.model import Alert, CheckStatus, Health, Sample
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -75,28 +79,78 @@ class CheckCounters:
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
 
 
+@dataclass(frozen=True, slots=True)
+class LastSeries:
+    """What ``/metrics`` exposes of one check: the last samples of each of its metrics, as of
+    its run that finished at ``finished_at``."""
+
+    finished_at: datetime
+    by_metric: Mapping[str, tuple[Sample, ...]]
+
+    def samples(self) -> Iterator[Sample]:
+        for metric in sorted(self.by_metric):
+            yield from self.by_metric[metric]
+
+
+def _by_metric(samples: Sequence[Sample]) -> dict[str, tuple[Sample, ...]]:
+    grouped: dict[str, list[Sample]] = {}
+    for sample in samples:
+        grouped.setdefault(sample.metric, []).append(sample)
+    return {metric: tuple(batch) for metric, batch in grouped.items()}
+
+
+def _target_down(samples: Sequence[Sample]) -> bool:
+    return any(s.metric.endswith(".up") and s.value == 0 for s in samples)
+
+
 class CheckStats:
-    """The only metric state the daemon updates as it runs: plain numbers, no locks (one
-    event loop), read at scrape time."""
+    """The only metric state the daemon updates as it runs: plain numbers and the last
+    series of each check, no locks (one event loop), read at scrape time.
+
+    A run replaces the series of every metric it sampled and keeps the others' last values
+    (a family sampled every few runs, such as TCP states, stays exposed in between); a run
+    whose target is down (any ``<kind>.up`` = 0) replaces them all, so the series of a
+    target that went away vanish with it.
+    """
 
     def __init__(self) -> None:
         self._checks: dict[str, CheckCounters] = {}
+        self._series: dict[str, LastSeries] = {}
 
-    def observe(self, check: str, duration_s: float | None, failed: bool) -> None:
+    def observe(self, status: CheckStatus, duration_s: float | None) -> None:
         """One processed run; ``duration_s`` is None for event-driven samples (no collect)."""
-        counters = self._checks.get(check)
+        counters = self._checks.get(status.check)
         if counters is None:
-            counters = self._checks[check] = CheckCounters()
+            counters = self._checks[status.check] = CheckCounters()
         counters.runs += 1
-        if failed:
+        if status.error is not None:
             counters.errors += 1
         if duration_s is not None:
             counters.duration_count += 1
             counters.duration_sum += duration_s
             counters.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1
+        fresh = _by_metric(status.samples)
+        previous = self._series.get(status.check)
+        if previous is not None and not _target_down(status.samples):
+            fresh = {**previous.by_metric, **fresh}
+        self._series[status.check] = LastSeries(status.finished_at, fresh)
 
     def snapshot(self) -> Mapping[str, CheckCounters]:
         return self._checks
+
+    def last_series(self, status: CheckStatus) -> Iterator[Sample]:
+        """The series to expose for a check whose status is ``status``: the remembered ones
+        when ``status`` is the run last observed, else (a standby replica's status) only the
+        status's own samples."""
+        remembered = self._series.get(status.check)
+        if remembered is None or remembered.finished_at != status.finished_at:
+            return iter(status.samples)
+        return remembered.samples()
+
+    def retain(self, checks: set[str]) -> None:
+        """Forget the series of checks that no longer exist (removed by a reload)."""
+        for check in set(self._series) - checks:
+            del self._series[check]
 
 
 class MetricsSource(Protocol):
@@ -109,6 +163,10 @@ class MetricsSource(Protocol):
     def active_alerts(self) -> list[Alert]: ...
 
     def check_stats(self) -> Mapping[str, CheckCounters]: ...
+
+    def last_series(self) -> CheckStats:
+        """The series remembered across runs (:meth:`CheckStats.last_series`)."""
+        ...
 
     def notify_channels(self) -> Sequence[str]: ...
 
@@ -146,8 +204,3 @@ METRICS: web.AppKey[MetricsExporter] = web.AppKey("metrics")
 async def metrics_handler(request: web.Request) -> web.Response:
     body = await request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-def add_metrics_route(app: web.Application, exporter: MetricsExporter) -> None:
-    app[METRICS] = exporter
-    app.router.add_get("/metrics", metrics_handler)

@@ -23,7 +23,10 @@ Per target (``<NAME>`` upper-cased, ``-`` -> ``_``), all optional:
 
 Samples (labels ``{target}``)
 -----------------------------
-``prometheus.up``              1 when the scrape returned 200 and parsed, else 0.
+``prometheus.up``              1 when the scrape returned 200 and the whole page parsed as the
+                               text exposition format with at least one sample, else 0 (an
+                               HTML landing page, a JSON health answer or an empty page is
+                               not metrics; the Content-Type is not looked at).
 ``prometheus.scrape_seconds``  time to fetch the page; only when up.
 ``prometheus.error_ratio``     5xx increase / total increase of the error counter since the
                                previous successful scrape (0..1), all label sets summed;
@@ -67,6 +70,7 @@ TARGETS_VAR = f"{PREFIX}PROMETHEUS_TARGETS"
 DEFAULT_TIMEOUT = 5.0
 P95 = 0.95
 ACCEPT = "text/plain;version=0.0.4;q=1.0, */*;q=0.1"
+NOT_METRICS = "not the Prometheus text format (no sample parsed)"
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -87,17 +91,26 @@ def counter_sample_names(counter: str) -> tuple[str, ...]:
 
 
 def parse_series(text: str, names: Iterable[str]) -> dict[str, dict[SeriesKey, float]]:
-    """Keep the samples named in ``names`` from a text exposition (raises ``ValueError``)."""
+    """Keep the samples named in ``names`` from a text exposition.
+
+    Raises ``ValueError`` unless the whole page parses as the exposition format and holds at
+    least one sample: an HTML landing page, a JSON health answer or an empty page is not
+    metrics.
+    """
     # imported when a target is scraped, not when the registry loads (as asyncpg and redis)
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
     wanted = set(names)
     series: dict[str, dict[SeriesKey, float]] = {}
+    empty = True
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            empty = False
             if sample.name in wanted:
                 key = tuple(sorted(sample.labels.items()))
                 series.setdefault(sample.name, {})[key] = float(sample.value)
+    if empty:
+        raise ValueError("the page holds no sample")
     return series
 
 
@@ -341,9 +354,13 @@ class PrometheusCollector:
             text = await self._fetch()
             elapsed = time.perf_counter() - started
             names = [n for aliases in self.target.sample_names().values() for n in aliases]
-            series = await asyncio.to_thread(parse_series, text, names) if names else {}
-        except (ScrapeError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            series = await asyncio.to_thread(parse_series, text, names)
+        except (ScrapeError, aiohttp.ClientError, TimeoutError) as exc:
             _log.debug("prometheus_scrape_failed", check=self.check, error=type(exc).__name__)
+            return [up_sample(KIND, self.check, False, self._clock(), labels)]
+        except ValueError:
+            # the message quotes the page: say only what is wrong with it
+            _log.debug("prometheus_scrape_failed", check=self.check, error=NOT_METRICS)
             return [up_sample(KIND, self.check, False, self._clock(), labels)]
         current = Scrape(self._clock(), series)
         self._report_missing(current)

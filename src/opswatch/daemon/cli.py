@@ -1,8 +1,9 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status`` and
 ``recover``.
 
-Exit status: 0 on success, 2 on a configuration error (one line on stderr naming the
-variable), 1 on any other failure (for ``status``: the daemon is unhealthy or unreachable).
+Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
+0 on success, 2 on a configuration error (one line on stderr naming the variable), 1 on any
+other failure (for ``status``: the daemon is unhealthy or unreachable).
 The environment is the process's, with the file named by ``OPSWATCH_ENV_FILE`` over it.
 """
 
@@ -17,15 +18,17 @@ from collections.abc import Sequence
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon.app import App, recover_once
+from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
-from opswatch.daemon.reload import EnvironmentSource
+from opswatch.daemon.recover import recover_once
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.daemon.status import api_url, status
+from opswatch.envfile import EnvironmentSource
 from opswatch.logging import configure_logging
 from opswatch.model import Finding, RecoveryOutcome, Sample, utcnow
 from opswatch.notifiers.probe import probe, probe_notification, select
+from opswatch.redact import scrub_output
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opswatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    scrub_output()  # every line printed from here on is scrubbed of the configured secrets
+    if command == "run":
+        return _run(config, source)
+    # every other command's output is its stdout: its logs (a collector's, a notifier's, an
+    # unknown variable's) go to stderr
+    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
     if command == "check-config":
         print(json.dumps(config.describe(), indent=2))
         return 0
@@ -83,11 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test_notify(config, args.channel)
     if command == "recover":
         return _recover(config, args.rule, args.target, dry_run=args.dry_run)
-    if command == "once":
-        samples, findings = asyncio.run(run_once(config))
-        print(_table(samples, findings))
-        return 0
-    return _run(config, source)
+    samples, findings = asyncio.run(run_once(config))  # "once", the last command left
+    print(_table(samples, findings))
+    return 0
 
 
 def _run(config: AppConfig, source: EnvironmentSource) -> int:
@@ -98,7 +105,6 @@ def _run(config: AppConfig, source: EnvironmentSource) -> int:
 
 def _recover(config: AppConfig, rule: str, target: str | None, *, dry_run: bool) -> int:
     """Print ``<outcome>: <detail>`` (logs go to stderr)."""
-    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
     if rule not in {r.name for r in config.rules}:
         print(f"opswatch: no rule named {rule!r}", file=sys.stderr)
         return 2

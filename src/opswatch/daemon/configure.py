@@ -13,7 +13,7 @@ from typing import Any
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings
-from opswatch.daemon.reload import ENV_FILE
+from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
 from opswatch.notifiers import NOTIFIERS
 from opswatch.notifiers.base import Notifier
@@ -22,6 +22,7 @@ from opswatch.notifiers.routing import META_RULE
 from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RECOVERY_PREFIX, RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
+from opswatch.redact import register as register_secrets
 from opswatch.rules.base import Rule
 from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.threshold import Level
@@ -117,6 +118,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     known = (f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE, RECOVERY_PREFIX)
     unknown = env.unknown((*plugin_prefixes, *known))
+    register_secrets(env.secrets)
     return AppConfig(
         settings,
         tuple(collectors),

@@ -26,7 +26,7 @@ def _immediate(rule: Rule) -> Rule:
 async def run_once(config: AppConfig) -> tuple[list[Sample], list[Finding]]:
     app = App(config)
     try:
-        results = await asyncio.gather(*(app.collect(c) for c in config.collectors))
+        results = await asyncio.gather(*(app.cycle.collect(c) for c in config.collectors))
     finally:
         for collector in config.collectors:
             await collector.close()

@@ -1,43 +1,30 @@
-"""Where the configuration comes from, and what a reload (SIGHUP) may change.
+"""A reload (SIGHUP, ``systemctl reload``): re-read the configuration and swap the parts.
 
-systemd reads ``EnvironmentFile=`` when it starts the service: a running process cannot ask
-it again. So the daemon reads the same file itself when ``OPSWATCH_ENV_FILE`` names it, at
-start and on every SIGHUP, and merges it over the process environment. As with systemd, a
-leading ``-`` (``OPSWATCH_ENV_FILE=-/etc/opswatch/env``) makes a missing file count as empty;
-otherwise a file that cannot be read is a configuration error.
-
-The file's syntax is the part of systemd's ``EnvironmentFile=`` format (systemd.exec(5)) a
-configuration needs, so one file serves both:
-
-* one ``NAME=value`` per line; blank lines and lines starting with ``#`` or ``;`` are
-  comments (a ``#`` later in a line is part of the value, as in systemd);
-* whitespace around the name and the value is dropped;
-* ``'single'`` quotes keep everything verbatim; ``"double"`` quotes honour ``\\"``,
-  ``\\\\``, ``\\$`` and ``\\``` escapes; both may span lines;
-* unquoted, a backslash keeps the next character and a trailing backslash joins the next line.
-
-Stricter than systemd, so that a typo is refused rather than ignored: a line without ``=``,
-an invalid name, an unterminated quote or text after a closing quote is a
-:class:`~opswatch.config.ConfigError` naming the file and line.
-
-A variable removed from the file is unset at the next reload even though systemd's copy of the
-file (in the process environment) still holds it: a process variable whose value equals the
-file's value at start is taken to have come from the file.
+Collectors, rules, notifiers, routes, recovery settings and every timing derived from the
+interval are replaced; alert state, the outbox's rows and the evaluator's series (when the
+rules did not change) are kept. Settings that need a restart (:data:`RESTART_ONLY`) keep
+their running values and are named in ``reload_needs_restart``. Where the configuration
+comes from is :mod:`opswatch.envfile`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
 
 from opswatch.config import PREFIX, ConfigError, Settings
+from opswatch.daemon.configure import AppConfig, load_config
+from opswatch.model import Clock
+from opswatch.timing import Timing
 
-ENV_FILE = f"{PREFIX}ENV_FILE"
+if TYPE_CHECKING:
+    from opswatch.daemon.app import App
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DOUBLE_ESCAPES = frozenset('"\\$`')
+log = structlog.get_logger("opswatch")
 
 #: settings a reload cannot change (the store and listener stay open; logging is set up once)
 RESTART_ONLY: Mapping[str, str] = {
@@ -51,130 +38,6 @@ RESTART_ONLY: Mapping[str, str] = {
 }
 
 
-def parse_env_file(text: str, source: str) -> dict[str, str]:
-    """``NAME=value`` assignments of ``text`` (read from ``source``, named in errors)."""
-    values: dict[str, str] = {}
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        number = index + 1
-        line = lines[index].strip()
-        index += 1
-        if not line or line[0] in "#;":
-            continue
-        name, sep, rest = line.partition("=")
-        name = name.strip()
-        if not sep:
-            raise ConfigError(ENV_FILE, f"{source} line {number}: expected NAME=value")
-        if not _NAME.match(name):
-            raise ConfigError(ENV_FILE, f"{source} line {number}: invalid name {name!r}")
-        rest = rest.strip()
-        if rest[:1] in ("'", '"'):
-            value, index = _quoted(rest, lines, index, source, number)
-        else:
-            value, index = _unquoted(rest, lines, index)
-        values[name] = value
-    return values
-
-
-def _quoted(rest: str, lines: list[str], index: int, source: str, number: int) -> tuple[str, int]:
-    """A quoted value starting at ``rest`` (which may continue on the following lines)."""
-    quote = rest[0]
-    text = rest[1:]
-    out: list[str] = []
-    while True:
-        position = 0
-        while position < len(text):
-            char = text[position]
-            if char == quote:
-                trailing = text[position + 1 :].strip()
-                if trailing:
-                    raise ConfigError(
-                        ENV_FILE,
-                        f"{source} line {number}: unexpected {trailing[:20]!r} after the "
-                        "closing quote",
-                    )
-                return "".join(out), index
-            if quote == '"' and char == "\\" and position + 1 < len(text):
-                following = text[position + 1]
-                if following in _DOUBLE_ESCAPES:
-                    out.append(following)
-                    position += 2
-                    continue
-            out.append(char)
-            position += 1
-        if quote == '"' and text.endswith("\\"):
-            out.pop()  # a backslash before the newline joins the lines
-        else:
-            out.append("\n")
-        if index >= len(lines):
-            raise ConfigError(ENV_FILE, f"{source} line {number}: unterminated {quote} quote")
-        text = lines[index]
-        index += 1
-
-
-def _unquoted(rest: str, lines: list[str], index: int) -> tuple[str, int]:
-    out: list[str] = []
-    text = rest
-    while True:
-        position = 0
-        continued = False
-        while position < len(text):
-            char = text[position]
-            if char == "\\":
-                if position + 1 < len(text):
-                    out.append(text[position + 1])
-                    position += 2
-                    continue
-                continued = True  # a trailing backslash: the value goes on on the next line
-                break
-            out.append(char)
-            position += 1
-        if not continued or index >= len(lines):
-            return "".join(out).strip(), index
-        text = lines[index].strip()
-        index += 1
-
-
-class EnvironmentSource:
-    """The configuration's environment: the process's, with ``OPSWATCH_ENV_FILE`` over it.
-
-    :meth:`load` reads the file anew each time (at start, then on every reload) and raises
-    :class:`ConfigError` when it cannot be read or parsed.
-    """
-
-    def __init__(self, process_env: Mapping[str, str]) -> None:
-        self._process = dict(process_env)
-        self._at_start: dict[str, str] | None = None
-
-    @property
-    def path(self) -> str | None:
-        value = self._process.get(ENV_FILE, "").strip().removeprefix("-")
-        return value or None
-
-    def load(self) -> dict[str, str]:
-        path = self.path
-        if path is None:
-            return dict(self._process)
-        optional = self._process[ENV_FILE].strip().startswith("-")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            if not (optional and isinstance(exc, FileNotFoundError)):
-                raise ConfigError(ENV_FILE, f"cannot read {path!r}: {exc.strerror}") from None
-            text = ""
-        except UnicodeDecodeError:
-            raise ConfigError(ENV_FILE, f"{path!r} is not UTF-8 text") from None
-        values = parse_env_file(text, path)
-        if ENV_FILE in values:
-            raise ConfigError(ENV_FILE, f"{path} must not set {ENV_FILE} itself")
-        if self._at_start is None:
-            self._at_start = values
-        at_start = self._at_start
-        base = {k: v for k, v in self._process.items() if at_start.get(k) != v}
-        return {**base, **values}
-
-
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:
     """The variables whose change a reload cannot apply (they need a restart)."""
     return [var for attr, var in RESTART_ONLY.items() if getattr(old, attr) != getattr(new, attr)]
@@ -183,3 +46,112 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
 def keep_restart_only(old: Settings, new: Settings) -> Settings:
     """``new`` with the settings a reload cannot change taken from ``old``."""
     return replace(new, **{attr: getattr(old, attr) for attr in RESTART_ONLY})
+
+
+class Reload:
+    """Re-reads the configuration (``environ``, else the source given at construction) and
+    swaps collectors, rules, notifiers, routes, recovery settings and timings in ``app``.
+
+    A configuration that does not validate is refused (``reload_failed`` with the
+    ConfigError line) and the running one stays. Settings that need a restart keep their
+    running values (``reload_needs_restart``).
+    """
+
+    def __init__(
+        self, app: App, environ: Callable[[], Mapping[str, str]] | None, clock: Clock
+    ) -> None:
+        self._app = app
+        self._environ = environ
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    async def disable(self) -> None:
+        """No reload from now on; one in progress finishes first."""
+        self._enabled = False
+        async with self._lock:
+            pass
+
+    async def run(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Returns whether the new configuration was applied."""
+        systemd = self._app.systemd
+        async with self._lock:
+            systemd.reloading()
+            try:
+                return await self._apply(environ)
+            finally:
+                systemd.ready()
+
+    async def _apply(self, environ: Mapping[str, str] | None) -> bool:
+        app = self._app
+        try:
+            if not self._enabled:
+                raise ConfigError("SIGHUP", "the daemon is starting or stopping; try again")
+            if environ is None:
+                if self._environ is None:
+                    raise ConfigError("SIGHUP", "no configuration source to re-read")
+                environ = self._environ()
+            config = load_config(environ, self._clock)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc))
+            app.systemd.status(f"reload failed: {exc}")
+            return False
+        running = app.config.settings
+        restart = restart_only_changes(running, config.settings)
+        if restart:
+            log.warning("reload_needs_restart", variables=restart)
+        config = replace(config, settings=keep_restart_only(running, config.settings))
+        # 1. quiesce: no check runs and no new outbox rows while the parts are swapped
+        app.scheduler.shutdown()
+        watchers = [t for t in app.tasks if t.get_name().startswith("watch:")]
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, *app.cycle.running, return_exceptions=True)
+        # 2. deliver what the old channels can take now; the rest stays queued in the store
+        await app.outbox.flush(min(running.shutdown_grace, 5.0))
+        old_collectors, old_notifiers = list(app.cycle.collectors.values()), app.config.notifiers
+        # 3. swap (no await in between: a straggling job sees all old or all new parts)
+        rules_changed = self._swap(config)
+        # 4. restart: alerts of removed rules or checks are resolved, then checks run at once
+        active = await app.cycle.adopt(app.tracker.active())
+        if rules_changed:
+            app.evaluator.seed(active)
+        app.spawn(app.outbox.run(), "outbox")
+        app.start_checks()
+        for collector in old_collectors:
+            await collector.close()
+        for notifier in old_notifiers:
+            await notifier.close()
+        log.info(
+            "reload_finished",
+            checks=sorted(app.cycle.collectors),
+            interval_s=config.settings.interval,
+            rules=len(config.rules),
+            channels=sorted(n.channel for n in config.notifiers),
+            active_alerts=len(app.tracker.active()),
+        )
+        app.systemd.status("reloaded")
+        return True
+
+    def _swap(self, config: AppConfig) -> bool:
+        """Swap every part; returns whether the rules changed."""
+        app = self._app
+        timing = Timing.of(config.settings)
+        app.config, app.timing = config, timing
+        # else the evaluator keeps its debounce and hysteresis state
+        rules_changed = app.evaluator.configure(config.rules)
+        app.tracker.configure(config.repeat_interval)
+        app.cycle.collectors = {c.check: c for c in config.collectors}
+        app.checks.configure(app.cycle.collectors, timing)
+        app.scheduler.reset(timing)
+        app.outage.give_up_after = config.settings.state_give_up_after
+        app.leases.ttl = timing.lease_ttl  # a lease outlives 3 of the new intervals
+        app.store.poll(timing.outbox_poll)
+        app.book.pipeline = config.notify.pipeline()
+        app.recovery.settings = config.recovery
+        app.remediation.evidence = config.evidence
+        app.outbox = app.new_outbox(config)
+        return rules_changed

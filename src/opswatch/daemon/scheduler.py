@@ -3,37 +3,47 @@
 Each job runs at start-up, then every ``interval`` seconds, with ``max_instances=1`` (a slow
 check is never run twice at once) and ``coalesce=True`` (missed runs collapse into one).
 ``run_soon`` pulls a job's next run forward: the fast re-check after a failure.
+
+The scheduler runs on wall time, never on the daemon's injected clock: a test clock pinned in
+the past would make APScheduler walk every fire time missed since then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from opswatch.model import Clock
+from opswatch.timing import Timing
 
 Job = Callable[[], Awaitable[None]]
 
 
 class Scheduler:
-    def __init__(self, interval: float, clock: Clock) -> None:
-        self.interval = interval
-        self._clock = clock
+    """One per daemon; a reload calls :meth:`reset` with the new timings."""
+
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+
+    def reset(self, timing: Timing) -> None:
+        """Drop every job (after :meth:`shutdown`) and take ``timing`` for the next ones."""
+        self.shutdown()
+        self.timing = timing
         self._scheduler = AsyncIOScheduler(timezone="UTC")
 
     def add(self, job_id: str, job: Job) -> None:
         self._scheduler.add_job(
             job,
-            IntervalTrigger(seconds=self.interval, timezone="UTC"),
+            IntervalTrigger(seconds=self.timing.interval, timezone="UTC"),
             id=job_id,
             name=job_id,
-            next_run_time=self._clock(),
+            next_run_time=datetime.now(UTC),
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(self.interval)),
+            misfire_grace_time=self.timing.misfire_grace,
             replace_existing=True,
         )
 
@@ -42,7 +52,7 @@ class Scheduler:
         job = self._scheduler.get_job(job_id)
         if job is None or job.next_run_time is None:
             return
-        when: datetime = self._clock() + timedelta(seconds=delay)
+        when = datetime.now(UTC) + timedelta(seconds=delay)
         if when < job.next_run_time:
             job.modify(next_run_time=when)
 

@@ -57,6 +57,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 def describe_client_error(exc: aiohttp.ClientError) -> str:
     """The kind of a transport failure; never ``str(exc)``, which can hold the URL."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = exc.certificate_error
+        reason = getattr(error, "verify_message", None) or type(error).__name__
+        return f"untrusted certificate ({reason})"
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return f"cannot connect ({reason})"

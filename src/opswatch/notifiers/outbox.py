@@ -190,6 +190,10 @@ class Outbox:
         for event in self._channel_wakes.values():
             event.set()
 
+    def channels(self) -> list[str]:
+        """The configured channels, in configuration order."""
+        return list(self._notifiers)
+
     def failing_channels(self) -> frozenset[str]:
         """Channels whose last delivery attempt failed (or, after a restart, that still have
         rows an earlier process could not deliver)."""

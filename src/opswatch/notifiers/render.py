@@ -168,18 +168,17 @@ def as_fallback(notification: Notification, failed_channel: str, reason: str) ->
         notification,
         title=FALLBACK_MARK + notification.title,
         text=f"{note}\n\n{notification.text}",
+        fallback_note=note,
     )
 
 
 def is_fallback(notification: Notification) -> bool:
-    return notification.title.startswith(FALLBACK_MARK)
+    return notification.fallback_note is not None
 
 
 def fallback_note(notification: Notification) -> str | None:
-    """The sentence saying why a fallback copy was sent (its first paragraph), or None."""
-    if not is_fallback(notification):
-        return None
-    return notification.text.split("\n\n", 1)[0]
+    """The sentence saying why a fallback copy was sent, or None."""
+    return notification.fallback_note
 
 
 def idempotency_key(transitions: Sequence[Transition]) -> str:

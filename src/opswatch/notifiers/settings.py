@@ -17,17 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from opswatch.config import PREFIX, Env, mask_url
-from opswatch.model import Clock, Notification, Transition, TransitionKind, utcnow
+from opswatch.model import Clock, utcnow
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.health import ChannelHealth, ChannelHealthCheck
 from opswatch.notifiers.outbox import DeliveryOptions
-from opswatch.notifiers.render import RenderOptions, render
-from opswatch.notifiers.routing import ChannelRef, RouteTable, plan
-from opswatch.ports import RouteStore
+from opswatch.notifiers.pipeline import Muter, NothingMuted, NotifyPipeline
+from opswatch.notifiers.render import RenderOptions
+from opswatch.notifiers.routing import ChannelRef, RouteTable
 
 GROUP_WAIT_VAR = f"{PREFIX}GROUP_WAIT"
 FALLBACK_AFTER_VAR = f"{PREFIX}FALLBACK_AFTER"
@@ -57,24 +56,9 @@ class NotifySettings:
         """The check that turns channel health into ``notify.channel_up`` samples."""
         return ChannelHealthCheck(self.delivery.health, clock)
 
-    async def rows(
-        self, store: RouteStore, transitions: Sequence[Transition], now: datetime
-    ) -> list[tuple[str, Notification]]:
-        """One cycle's transitions as outbox rows: routed by severity, following earlier
-        notifications of the same alerts, one message per channel."""
-        if not transitions:
-            return []
-        earlier = [t.alert for t in transitions if t.kind is not TransitionKind.FIRED]
-        notified: dict[str, frozenset[str]] = {}
-        if earlier:
-            fingerprints = sorted({a.fingerprint for a in earlier})
-            since = min(a.started_at for a in earlier)
-            notified = await store.outbox_channels(fingerprints, since)
-        rows: list[tuple[str, Notification]] = []
-        for channels, group in plan(transitions, self.routes, notified):
-            notification = render(group, now, self.delivery.render)
-            rows.extend((channel, notification) for channel in channels)
-        return rows
+    def pipeline(self, muter: Muter | None = None) -> NotifyPipeline:
+        """The notify stages for these routes and wording (nothing muted by default)."""
+        return NotifyPipeline(self.routes, self.delivery.render, muter or NothingMuted())
 
     def describe(self) -> dict[str, Any]:
         template = self.delivery.render.runbook_template

@@ -10,7 +10,11 @@ With ``OPSWATCH_WEBHOOK_SECRET`` every request is signed: ``X-Opswatch-Signature
 sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes under the secret, beside
 ``X-Opswatch-Timestamp`` (Unix seconds at sending). ``OPSWATCH_WEBHOOK_HEADERS`` adds headers
 (``Authorization: Bearer x; X-Team: ops``); their values are secrets like the URL. Both apply
-to every configured URL.
+to every configured URL. Credentials in a URL (``https://user:pass@host/``) are sent as Basic
+authentication, so an ``Authorization`` header beside them is refused at start-up.
+
+An untrusted certificate (self-signed, expired, another host's) is a permanent error: it is
+not retried, since only an operator can fix it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from opswatch.config import ConfigError, Env, Secret
-from opswatch.model import Notification, Transition
+from opswatch.model import Notification, Transition, fingerprint
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import (
     SNIPPET_CHARS,
@@ -80,6 +84,7 @@ class WebhookNotifier:
         headers = parse_headers(env.secret(HEADERS_VAR))
         if len({u.reveal() for u in urls}) != len(urls):
             raise ConfigError(URL_VAR, "a URL is listed twice")
+        _refuse_two_credentials(urls, headers)
         render = RenderOptions.from_env(env)
         return [
             cls(url, timeout=timeout, secret=secret, headers=headers, render=render) for url in urls
@@ -127,6 +132,11 @@ class WebhookNotifier:
             ) from None
         except aiohttp.InvalidURL:
             raise NotifyError(f"webhook {self._url}: invalid URL", permanent=True) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # the same certificate fails the same way next time: an operator must act
+            raise NotifyError(
+                f"webhook {self._url}: {describe_client_error(exc)}", permanent=True
+            ) from None
         except aiohttp.ClientError as exc:
             # str(exc) can hold the URL: report the kind of failure only.
             raise NotifyError(
@@ -193,12 +203,34 @@ def parse_headers(value: Secret | None) -> dict[str, Secret]:
     return headers
 
 
+def _refuse_two_credentials(urls: Sequence[Secret], headers: Mapping[str, Secret]) -> None:
+    """A URL's ``user:password@`` becomes a Basic ``Authorization`` header: HTTP has room for
+    one, so a configured ``Authorization`` header as well would fail every send."""
+    if not any(name.lower() == "authorization" for name in headers):
+        return
+    for number, url in enumerate(urls, start=1):
+        parts = urlsplit(url.reveal())
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                HEADERS_VAR,
+                f"an Authorization header cannot go with the credentials (user:password@) of "
+                f"URL {number} of {URL_VAR}: keep one of them",
+            )
+
+
 def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
     """The Alertmanager webhook body (version 4) for one notification. A configured runbook
     URL is the ``runbook_url`` annotation (Alertmanager's convention); a fallback copy
-    carries the ``fallback`` annotation saying which channel failed."""
+    carries the ``fallback`` annotation saying which channel failed. A severity change (or
+    an escalation) also resolves the alert under its previous severity (:func:`_retired`)."""
     note = fallback_note(notification)
-    alerts = [_alert(t, options or RenderOptions(), note) for t in notification.transitions]
+    alerts: list[dict[str, Any]] = []
+    for transition in notification.transitions:
+        alert = _alert(transition, options or RenderOptions(), note)
+        retired = _retired(transition, alert)
+        if retired is not None:
+            alerts.append(retired)
+        alerts.append(alert)
     fingerprints = ",".join(sorted({t.alert.fingerprint for t in notification.transitions}))
     return {
         "version": "4",
@@ -245,6 +277,32 @@ def _alert(transition: Transition, options: RenderOptions, note: str | None) -> 
         "endsAt": ZERO_TIME if ends is None else rfc3339(ends),
         "generatorURL": "",
         "fingerprint": alert.fingerprint,
+    }
+
+
+def _retired(transition: Transition, alert: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The alert under its previous severity, resolved, when the severity changed.
+
+    Alertmanager and its consumers identify an alert by its label set, ``severity``
+    included: to them a severity change is a new alert, and the one they knew must be
+    resolved or it fires forever. Its ``fingerprint`` is that of its own label set; the
+    alert under the new severity keeps opswatch's.
+    """
+    previous = transition.previous_severity
+    if previous is None or previous is transition.alert.severity or alert["status"] != "firing":
+        return None
+    labels = {**alert["labels"], "severity": previous.value}
+    annotations = {
+        **alert["annotations"],
+        "replaced_by": f"severity {transition.alert.severity.value}",
+    }
+    return {
+        **alert,
+        "status": "resolved",
+        "labels": labels,
+        "annotations": annotations,
+        "endsAt": rfc3339(transition.at),
+        "fingerprint": fingerprint(transition.alert.rule, labels),
     }
 
 

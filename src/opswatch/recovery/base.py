@@ -27,6 +27,7 @@ import structlog
 
 from opswatch.config import Env
 from opswatch.model import Labels
+from opswatch.redact import scrub
 
 log = structlog.get_logger(__name__)
 
@@ -58,11 +59,13 @@ class CommandResult:
     stderr: str
 
     def tail(self, limit: int = 200) -> str:
-        """The last line of stderr (else stdout), shortened: for error messages."""
+        """The last line of stderr (else stdout), scrubbed of the configured secrets (a
+        program may print its ``OPSWATCH_RECOVERY_COMMAND_ENV`` values) and then shortened
+        (so that no part of a secret is left cut): for error messages."""
         for stream in (self.stderr, self.stdout):
             lines = [line for line in stream.strip().splitlines() if line.strip()]
             if lines:
-                text = lines[-1].strip()
+                text = scrub(lines[-1].strip())
                 return text if len(text) <= limit else text[: limit - 1] + "…"
         return ""
 

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from opswatch.alerts.book import AlertBook
 from opswatch.model import (
     Alert,
     AlertState,
@@ -54,41 +53,6 @@ ESCALATING = frozenset({RecoveryOutcome.FAILED, RecoveryOutcome.SKIPPED_BUDGET})
 INTERRUPTED = "recovery interrupted: opswatch stopped while it ran"
 
 
-class Tracker(Protocol):
-    """The part of :class:`~opswatch.alerts.tracker.AlertTracker` recovery drives."""
-
-    def active(self) -> list[Alert]: ...
-
-    def get(self, fingerprint: str) -> Alert | None: ...
-
-    def begin_remediation(self, fingerprint: str) -> Alert | None: ...
-
-    def end_remediation(self, fingerprint: str) -> Alert | None: ...
-
-    def recovered(self, fingerprint: str, now: datetime, note: str) -> Transition | None: ...
-
-    def escalate(self, fingerprint: str, now: datetime, note: str) -> Transition | None: ...
-
-    def mark_escalated(self, fingerprint: str) -> None: ...
-
-    def take_changed(self) -> list[Alert]: ...
-
-
-class Record(Protocol):
-    """The daemon's ``_record``: store ``transitions`` and ``changed`` in one transaction and
-    queue notifications for ``notify`` (default: ``transitions``)."""
-
-    def __call__(
-        self,
-        check: str,
-        transitions: list[Transition],
-        changed: list[Alert],
-        now: datetime,
-        *,
-        notify: list[Transition] | None = None,
-    ) -> Awaitable[None]: ...
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     transition: Transition
@@ -100,19 +64,19 @@ class Remediation:
         self,
         runner: RecoveryRunner,
         *,
-        tracker: Callable[[], Tracker],
+        book: AlertBook,
         store: RecoveryStore,
-        record: Record,
         verifier: Callable[[Alert], Verify],
-        evidence: Callable[[], EvidenceSettings],
+        evidence: EvidenceSettings,
         clock: Clock,
     ) -> None:
         self.runner = runner
-        self._tracker = tracker
+        self._book = book
+        self._tracker = book.tracker
         self._store = store
-        self._record = record
         self._verifier = verifier
-        self._evidence = evidence
+        #: replaced by a reload
+        self.evidence = evidence
         self._clock = clock
         #: fingerprints claimed by a recovery that has not been applied yet
         self.in_progress: set[str] = set()
@@ -124,6 +88,10 @@ class Remediation:
     def settings(self) -> RecoverySettings:
         return self.runner.settings
 
+    def _muted(self, alert: Alert) -> bool:
+        """Asks the notify pipeline's muter: a silenced alert is not remediated either."""
+        return self._book.pipeline.muter.muted(alert, self._clock())
+
     # -- in a check run ------------------------------------------------------------------
 
     async def intake(
@@ -134,10 +102,18 @@ class Remediation:
         fired = [t for t in transitions if t.kind is TransitionKind.FIRED]
         if not fired:
             return transitions, transitions, []
-        collector = EvidenceCollector(self._evidence(), self._clock)
+        collector = EvidenceCollector(self.evidence, self._clock)
         evidence = await collector.capture([t.alert for t in fired])
         for fingerprint, captured in evidence.items():
-            await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            try:
+                await self._store.evidence_record(fingerprint, captured.at, captured.to_json())
+            except Exception as exc:  # a store outage: the run goes on (the commit says more)
+                log.warning(
+                    "evidence_write_failed",
+                    fingerprint=fingerprint,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=True,
+                )
         transitions = [
             dataclasses.replace(t, evidence=evidence[t.alert.fingerprint].lines())
             if t.kind is TransitionKind.FIRED and t.alert.fingerprint in evidence
@@ -145,13 +121,15 @@ class Remediation:
             for t in transitions
         ]
         claims: list[Claim] = []
-        tracker = self._tracker()
+        tracker = self._tracker
         for transition in transitions:
             fingerprint = transition.alert.fingerprint
             if transition.kind is not TransitionKind.FIRED or fingerprint in self.in_progress:
                 continue
             binding = self.runner.binding_for(transition.alert)
-            if binding is None or tracker.begin_remediation(fingerprint) is None:
+            if binding is None or self._muted(transition.alert):
+                continue
+            if tracker.begin_remediation(fingerprint) is None:
                 continue
             self.in_progress.add(fingerprint)
             claims.append(Claim(transition, binding))
@@ -164,6 +142,14 @@ class Remediation:
             if not (t.kind is TransitionKind.FIRED and t.alert.fingerprint in self._held)
         ]
         return transitions, notify, claims
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """The run holding ``claims`` was not stored: nothing of it happened (its alerts are
+        back in the tracker as before the run), so no recovery starts for them."""
+        for claim in claims:
+            fingerprint = claim.transition.alert.fingerprint
+            self.in_progress.discard(fingerprint)
+            self._held.pop(fingerprint, None)
 
     def start(self, claims: Sequence[Claim]) -> None:
         """After the run was stored: one task per claim."""
@@ -183,7 +169,7 @@ class Remediation:
             # the store failed under the run: hand the alert back to its rule, and say so
             log.error("recovery_crashed", fingerprint=fingerprint, exc_info=task.exception())
             self.in_progress.discard(fingerprint)
-            self._tracker().end_remediation(fingerprint)
+            self._tracker.end_remediation(fingerprint)
 
         return done
 
@@ -199,7 +185,7 @@ class Remediation:
     async def apply(self, alert: Alert, binding: Binding, result: RecoveryResult) -> None:
         now = self._clock()
         fingerprint = alert.fingerprint
-        tracker = self._tracker()
+        tracker = self._tracker
         held = self._held.pop(fingerprint, None)
         note = describe_outcome(result, binding.action.noun)
         transitions: list[Transition] = []
@@ -215,7 +201,11 @@ class Remediation:
             tracker.end_remediation(fingerprint)
             notify = [dataclasses.replace(held, note=note)] if held is not None else []
         self.in_progress.discard(fingerprint)
-        await self._record(alert.check, transitions, tracker.take_changed(), now, notify=notify)
+        committed = await self._book.commit(
+            "recovery", transitions, now, touched=(fingerprint,), notify=notify
+        )
+        if not committed:  # the store failed: the alert goes back to its rule
+            tracker.end_remediation(fingerprint)
 
     # -- operators ------------------------------------------------------------------------
 
@@ -225,7 +215,7 @@ class Remediation:
         """``POST /api/v1/recovery/{binding}/run``: for the binding's active alert (claimed
         and applied like an automatic run), or, without one, unverified."""
         name = binding.target.lower() if binding.target is not None else (target or "")
-        tracker = self._tracker()
+        tracker = self._tracker
         alert = next(
             (
                 a
@@ -235,6 +225,11 @@ class Remediation:
             ),
             None,
         )
+        if alert is not None and self._muted(alert):
+            ctx = self.runner.context(binding, alert, name)
+            return await self.runner.refuse(
+                binding, ctx, RecoveryOutcome.SKIPPED_SILENCED, "the alert is silenced"
+            )
         if (
             alert is not None
             and alert.state is AlertState.FIRING
@@ -242,7 +237,7 @@ class Remediation:
         ):
             tracker.begin_remediation(alert.fingerprint)
             self.in_progress.add(alert.fingerprint)
-            await self._record(alert.check, [], tracker.take_changed(), self._clock())
+            await self._book.commit("recovery", [], self._clock(), touched=(alert.fingerprint,))
             claimed = tracker.get(alert.fingerprint) or alert
             try:
                 return await self.recover(claimed, binding, dry_run=dry_run)
@@ -258,7 +253,7 @@ class Remediation:
         left REMEDIATING by a stop (their outcome is unknown: an operator must look)."""
         if not active:
             return
-        tracker = self._tracker()
+        tracker = self._tracker
         runs = await self._store.recovery_runs(min(a.started_at for a in active))
         now = self._clock()
         transitions: list[Transition] = []
@@ -289,7 +284,7 @@ class Remediation:
                 )
             )
         if transitions:
-            await self._record("recovery", transitions, tracker.take_changed(), now)
+            await self._book.commit("recovery", transitions, now)
 
     async def wait(self) -> None:
         """Until every recovery in progress has been applied (tests, tools)."""

@@ -43,6 +43,7 @@ from tenacity.wait import WaitBaseT
 
 from opswatch.model import (
     Alert,
+    BudgetState,
     Clock,
     RecoveryOutcome,
     RecoveryResult,
@@ -58,6 +59,7 @@ from opswatch.recovery.base import (
     plural,
 )
 from opswatch.recovery.config import Binding, Budget, RecoverySettings
+from opswatch.redact import scrub
 from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
@@ -90,19 +92,6 @@ class RecoveryPolicy:
             total_seconds=settings.total_timeout_s,
             attempt_timeout=settings.attempt_timeout_s,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetState:
-    """The breaker of one key. ``allowed``: executions allowed now (0: open)."""
-
-    key: str
-    used: int
-    limit: int
-    allowed: int
-    state: str  # closed | open | half-open
-    trial: bool = False
-    next_trial_at: datetime | None = None
 
 
 def budget_state(
@@ -154,7 +143,7 @@ class RecoveryRunner:
 
     def __init__(
         self,
-        settings: Callable[[], RecoverySettings],
+        settings: RecoverySettings,
         store: RecoveryStore,
         *,
         clock: Clock = utcnow,
@@ -162,7 +151,8 @@ class RecoveryRunner:
         policy: RecoveryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._settings = settings
+        #: replaced by a reload
+        self.settings = settings
         self._store = store
         self._clock = clock
         self._commands = commands or SubprocessRunner()
@@ -173,10 +163,6 @@ class RecoveryRunner:
         self.outcomes: Counter[tuple[str, str]] = Counter()
         #: executions reserved by runs in progress (counted against the host-wide cap)
         self._reserved: dict[str, int] = {}
-
-    @property
-    def settings(self) -> RecoverySettings:
-        return self._settings()
 
     @property
     def policy(self) -> RecoveryPolicy:
@@ -252,6 +238,28 @@ class RecoveryRunner:
                 result = await self._admitted(
                     binding, ctx, key=key, verify=verify, dry_run=dry_run, started=started
                 )
+        return await self._finish(binding, key, ctx, result)
+
+    async def refuse(
+        self, binding: Binding, ctx: ActionContext, outcome: RecoveryOutcome, detail: str
+    ) -> RecoveryResult:
+        """A run the caller refuses before it starts (the alert is silenced): stored and
+        logged like any other."""
+        key = self.key(binding, ctx)
+        result = self._result(
+            binding,
+            ctx,
+            key=key,
+            outcome=outcome,
+            attempts=0,
+            started=time.monotonic(),
+            detail=detail,
+        )
+        return await self._finish(binding, key, ctx, result)
+
+    async def _finish(
+        self, binding: Binding, key: str, ctx: ActionContext, result: RecoveryResult
+    ) -> RecoveryResult:
         await self._store.recovery_record(result)
         self.outcomes[(binding.action.name, result.outcome.value)] += 1
         log.info(
@@ -419,7 +427,9 @@ class RecoveryRunner:
             outcome=outcome,
             attempts=attempts,
             duration_s=time.monotonic() - started,
-            detail=detail,
+            # every action's detail (an error's text may quote a URL or a DSN) is scrubbed
+            # here, before it is stored, logged, notified and answered
+            detail=scrub(detail),
             at=self._clock(),
             rule=ctx.rule,
             target=ctx.target,

@@ -32,6 +32,8 @@ class WebhookAction:
     def parse(cls, variable: str, args: str, env: Env) -> WebhookAction:
         if args:
             url = Env({variable: args}).url(variable, schemes=("http", "https"), hide_path=True)
+            if url is not None:  # recorded with env's secrets (the scrubber's source)
+                env.keep(url)
         else:
             url = env.url(URL_VAR, schemes=("http", "https"), hide_path=True)
             if url is None:

@@ -26,6 +26,17 @@ class RuleEvaluator:
     """Evaluates ``rules`` over each collector run. Not thread-safe; one per daemon."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
+        self._load(rules)
+
+    def configure(self, rules: Sequence[Rule]) -> bool:
+        """A reload: take ``rules`` when they differ from the current ones, starting every
+        series afresh (returns True); the same rules keep their debounce and hysteresis."""
+        if [r.describe() for r in rules] == self.describe():
+            return False
+        self._load(rules)
+        return True
+
+    def _load(self, rules: Sequence[Rule]) -> None:
         names = [rule.name for rule in rules]
         if len(set(names)) != len(names):
             duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -14,9 +14,7 @@ from opswatch.config import Settings
 from opswatch.ports import StateStore
 from opswatch.state.leases import Lease, NoLease, PostgresLease, RedisLease, replica_id
 from opswatch.state.sqlite import SQLiteStore
-
-#: a lease lasts this many check intervals without renewal
-LEASE_INTERVALS = 3
+from opswatch.timing import Timing
 
 
 def open_store(settings: Settings, replica: str | None = None) -> StateStore:
@@ -34,7 +32,7 @@ def open_store(settings: Settings, replica: str | None = None) -> StateStore:
         # a claim dies with its replica, like a check's lease
         claim_ttl=lease_ttl(settings),
         # an idle outbox still looks for rows another replica stored but could not send
-        poll_interval=settings.interval,
+        poll_interval=Timing.of(settings).outbox_poll,
     )
 
 
@@ -51,8 +49,3 @@ def open_lease(settings: Settings, store: StateStore) -> Lease:
         prefix = f"opswatch:lease:{settings.state_schema or 'public'}:"
         return RedisLease(settings.lease_url.reveal(), store.replica, prefix=prefix)
     return PostgresLease(store, store.replica)
-
-
-def lease_ttl(settings: Settings) -> float:
-    """How long a check's lease outlives its last renewal: ``LEASE_INTERVALS`` intervals."""
-    return LEASE_INTERVALS * settings.interval

@@ -360,6 +360,9 @@ class PostgresStore:
 
     # -- alerts and history ----------------------------------------------------------------
 
+    def poll(self, seconds: float) -> None:
+        self.poll_interval = seconds
+
     async def load_active(self) -> list[Alert]:
         rows = await self.pool.fetch("SELECT data FROM opswatch_alerts ORDER BY fingerprint")
         return [alert_from_json(json.loads(row[0])) for row in rows]

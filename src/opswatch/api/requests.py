@@ -1,0 +1,66 @@
+"""Reading what a client sent: query parameters and JSON bodies, refused with one clear line.
+
+A body is at most :data:`MAX_BODY` bytes (aiohttp answers 413 past it) and nested at most
+:data:`MAX_DEPTH` deep; anything else that is not the JSON object a route expects answers 400
+with a text that names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+#: the largest request body the API reads (bytes)
+MAX_BODY = 64 * 1024
+#: the deepest nesting of arrays and objects a JSON body may have
+MAX_DEPTH = 32
+
+
+def limit(request: web.Request, default: int = 100, maximum: int = 1000) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise web.HTTPBadRequest(text=f"limit: expected a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (an absent or ``null`` body is ``{}``)."""
+    if not request.can_read_body:
+        return {}
+    text = await request.text()
+    if _depth(text) > MAX_DEPTH:
+        raise web.HTTPBadRequest(text=f"body: nested deeper than {MAX_DEPTH} levels")
+    try:
+        body: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        raise web.HTTPBadRequest(text="body: expected a JSON object") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body: expected a JSON object")
+    return body
+
+
+def _depth(text: str) -> int:
+    """The deepest bracket nesting of ``text`` outside strings (a bound checked before
+    parsing, so a hostile body never reaches the recursive parser)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

@@ -1,0 +1,97 @@
+"""What the API handlers read and act on, each behind a ``web.AppKey``.
+
+The daemon hands :func:`opswatch.api.app.build_app` its services (never itself): the check
+board, the alert tracker, the state store and the recovery lifecycle. Each handler takes
+what it needs from ``request.app[KEY]``. The protocols say what the API uses of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from opswatch.api.metrics import CheckCounters, CheckStats
+from opswatch.model import Alert, CheckStatus, Health
+from opswatch.notifiers.outbox import Outbox
+from opswatch.ports import StateStore
+from opswatch.recovery.lifecycle import Remediation
+
+
+class CheckReads(Protocol):
+    """The check board (:class:`opswatch.daemon.checks.CheckBoard`)."""
+
+    def health(self) -> Health: ...
+
+    def statuses(self) -> Mapping[str, CheckStatus]: ...
+
+    def stats(self) -> Mapping[str, CheckCounters]: ...
+
+    def series(self) -> CheckStats: ...
+
+
+class AlertReads(Protocol):
+    """The alert tracker (:class:`opswatch.alerts.tracker.AlertTracker`)."""
+
+    def active(self) -> list[Alert]: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    checks: CheckReads
+    alerts: AlertReads
+    store: StateStore
+    recovery: Remediation
+    #: the outbox in use (a reload replaces it)
+    outbox: Callable[[], Outbox]
+
+
+CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
+ALERTS: web.AppKey[AlertReads] = web.AppKey("alerts")
+STORE: web.AppKey[StateStore] = web.AppKey("store")
+RECOVERY: web.AppKey[Remediation] = web.AppKey("recovery")
+OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
+
+
+def install(app: web.Application, services: Services) -> None:
+    app[CHECKS] = services.checks
+    app[ALERTS] = services.alerts
+    app[STORE] = services.store
+    app[RECOVERY] = services.recovery
+    app[OUTBOX] = services.outbox
+
+
+class MetricsView:
+    """The services as ``/metrics`` reads them (:class:`opswatch.api.metrics.MetricsSource`)."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    def health(self) -> Health:
+        return self._s.checks.health()
+
+    def check_statuses(self) -> Mapping[str, CheckStatus]:
+        return self._s.checks.statuses()
+
+    def active_alerts(self) -> list[Alert]:
+        return self._s.alerts.active()
+
+    def check_stats(self) -> Mapping[str, CheckCounters]:
+        return self._s.checks.stats()
+
+    def last_series(self) -> CheckStats:
+        return self._s.checks.series()
+
+    def notify_channels(self) -> Sequence[str]:
+        return self._s.outbox().channels()
+
+    def failing_channels(self) -> frozenset[str]:
+        return self._s.outbox().failing_channels()
+
+    async def outbox_counts(self) -> Mapping[str, int]:
+        return await self._s.store.outbox_counts()
+
+    def recovery_outcomes(self) -> Mapping[tuple[str, str], int]:
+        return self._s.recovery.runner.outcomes

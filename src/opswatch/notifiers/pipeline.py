@@ -1,0 +1,74 @@
+"""From transitions to outbox rows, in named stages: mute -> route -> render.
+
+* **mute**: a :class:`Muter` says which alerts are not to be notified now (silences and
+  maintenance windows plug in here; until then :class:`NothingMuted`). The recovery runner
+  asks the same muter before it acts.
+* **route**: each transition goes to the channels of its severity's route, a resolution to the
+  channels its firing reached (:func:`opswatch.notifiers.routing.plan`).
+* **render**: one notification per channel and group (:func:`opswatch.notifiers.render.render`).
+
+The rows are written by the commit path (:mod:`opswatch.alerts.book`) in the same transaction
+as the transitions, and delivered by the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from opswatch.model import Alert, Notification, Transition, TransitionKind
+from opswatch.notifiers.render import RenderOptions, render
+from opswatch.notifiers.routing import RouteTable, plan
+from opswatch.ports import RouteStore
+
+Row = tuple[str, Notification]
+
+
+class Muter(Protocol):
+    """Whether an alert is muted now: notified to nobody, remediated by nothing."""
+
+    def muted(self, alert: Alert, now: datetime) -> bool: ...
+
+
+class NothingMuted:
+    """The muter while no silence or maintenance window exists."""
+
+    def muted(self, alert: Alert, now: datetime) -> bool:
+        del alert, now
+        return False
+
+
+@dataclass(frozen=True)
+class NotifyPipeline:
+    routes: RouteTable = field(default_factory=lambda: RouteTable((), {}))
+    render: RenderOptions = field(default_factory=RenderOptions)
+    muter: Muter = field(default_factory=NothingMuted)
+
+    async def rows(
+        self, store: RouteStore, transitions: Sequence[Transition], now: datetime
+    ) -> list[Row]:
+        """One commit's transitions as outbox rows: one message per channel and group."""
+        audible = self.mute(transitions, now)
+        if not audible:
+            return []
+        notified = await self.notified(store, audible)
+        rows: list[Row] = []
+        for channels, group in plan(audible, self.routes, notified):
+            notification = render(group, now, self.render)
+            rows.extend((channel, notification) for channel in channels)
+        return rows
+
+    def mute(self, transitions: Sequence[Transition], now: datetime) -> list[Transition]:
+        return [t for t in transitions if not self.muter.muted(t.alert, now)]
+
+    async def notified(
+        self, store: RouteStore, transitions: Sequence[Transition]
+    ) -> dict[str, frozenset[str]]:
+        """Where the earlier notifications of these alerts went (a resolution follows them)."""
+        earlier = [t.alert for t in transitions if t.kind is not TransitionKind.FIRED]
+        if not earlier:
+            return {}
+        fingerprints = sorted({a.fingerprint for a in earlier})
+        return await store.outbox_channels(fingerprints, min(a.started_at for a in earlier))

@@ -1,0 +1,60 @@
+"""Whether the state store takes writes, since when, and when to stop waiting for it.
+
+Every writer that reaches the store (the commit path, the outbox) reports each attempt here.
+An outage is logged once when it starts (``state_store_unavailable``) and once when it ends
+(``state_store_available`` with its duration), never per attempt; while it lasts ``/healthz``
+answers 503 with the reason and the systemd watchdog is withheld. Nothing is lost meanwhile:
+a failed commit leaves the tracker as it was (the next run finds the condition again) and
+outbox rows stay in the store. After ``give_up_after`` seconds of outage the daemon stops
+with one line (``state_store_gave_up``) and exit status 1, so that systemd restarts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from opswatch.model import Clock
+
+log = structlog.get_logger("opswatch")
+
+
+class StoreOutage:
+    def __init__(self, clock: Clock, give_up_after: float, on_give_up: Callable[[], None]) -> None:
+        self._clock = clock
+        self.give_up_after = give_up_after
+        self._on_give_up = on_give_up
+        self.since: datetime | None = None
+        self.reason = ""
+        self._gave_up = False
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, error: str) -> None:
+        now = self._clock()
+        if self.since is None:
+            self.since = now
+            log.error("state_store_unavailable", error=error)
+        self.reason = error
+        lasted = (now - self.since).total_seconds()
+        if lasted >= self.give_up_after and not self._gave_up:
+            self._gave_up = True
+            log.critical(
+                "state_store_gave_up",
+                error=error,
+                outage_s=round(lasted, 1),
+                limit_s=self.give_up_after,
+            )
+            self._on_give_up()
+
+    def succeeded(self) -> None:
+        if self.since is None:
+            return
+        lasted = (self._clock() - self.since).total_seconds()
+        log.info("state_store_available", outage_s=round(lasted, 1))
+        self.since = None
+        self.reason = ""
