@@ -131,6 +131,10 @@ class StateStore(RecoveryStore, RouteStore, OutboxStore, Protocol):
         """How often an idle outbox looks for rows it was not woken for (a reload sets it)."""
         ...
 
+    def claim_for(self, seconds: float) -> None:
+        """How long an outbox claim outlives its replica's last renewal (a reload sets it)."""
+        ...
+
     async def outbox_counts(self) -> dict[str, int]: ...
 
 

@@ -368,6 +368,21 @@ async def test_a_reload_that_changes_the_interval_changes_the_lease_ttl(
         await app.stop()
 
 
+async def test_outbox_claims_last_three_intervals_and_a_reload_changes_them(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    environ = _environ(postgres_dsn, schema, target, webhook, OPSWATCH_INTERVAL="10s")
+    app = App(load_config(environ), retry_policy=FAST)
+    await app.start()
+    try:
+        assert isinstance(app.store, PostgresStore)
+        assert app.store.claim_ttl == 30
+        assert await app.reload({**environ, "OPSWATCH_INTERVAL": "20s"})
+        assert app.store.claim_ttl == 60
+    finally:
+        await app.stop()
+
+
 class FakeMonotonic:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -150,6 +150,7 @@ class Reload:
         app.outage.give_up_after = config.settings.state_give_up_after
         app.leases.ttl = timing.lease_ttl  # a lease outlives 3 of the new intervals
         app.store.poll(timing.outbox_poll)
+        app.store.claim_for(timing.lease_ttl)  # an outbox claim too
         app.book.pipeline = config.notify.pipeline()
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence

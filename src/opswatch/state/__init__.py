@@ -24,15 +24,16 @@ def open_store(settings: Settings, replica: str | None = None) -> StateStore:
         return SQLiteStore(settings.state_path)
     from opswatch.state.postgres import PostgresStore  # noqa: PLC0415 - asyncpg
 
+    timing = Timing.of(settings)
     return PostgresStore(
         settings.state_url.reveal(),
         schema=settings.state_schema,
         display=str(settings.state_url),
         replica=replica or replica_id(),
-        # a claim dies with its replica, like a check's lease
-        claim_ttl=lease_ttl(settings),
+        # an outbox claim dies with its replica, like a check's lease
+        claim_ttl=timing.lease_ttl,
         # an idle outbox still looks for rows another replica stored but could not send
-        poll_interval=Timing.of(settings).outbox_poll,
+        poll_interval=timing.outbox_poll,
     )
 
 

@@ -363,6 +363,9 @@ class PostgresStore:
     def poll(self, seconds: float) -> None:
         self.poll_interval = seconds
 
+    def claim_for(self, seconds: float) -> None:
+        self.claim_ttl = seconds
+
     async def load_active(self) -> list[Alert]:
         rows = await self.pool.fetch("SELECT data FROM opswatch_alerts ORDER BY fingerprint")
         return [alert_from_json(json.loads(row[0])) for row in rows]

@@ -134,6 +134,10 @@ class SQLiteStore:
         """One daemon wakes its own outbox for every row: nothing to poll for."""
         del seconds
 
+    def claim_for(self, seconds: float) -> None:
+        """One daemon claims nothing: no other replica could take its rows."""
+        del seconds
+
     async def load_active(self) -> list[Alert]:
         def load(db: sqlite3.Connection) -> list[Alert]:
             rows = db.execute("SELECT data FROM alerts ORDER BY fingerprint").fetchall()
