@@ -530,17 +530,21 @@ class PostgresStore:
 
     async def _keep_claims_alive(self) -> None:
         """While the store is open: renew this replica's claims every third of a TTL. A
-        failure is logged once per run of failures; the claims then lapse like a dead
-        replica's unless a later renewal gets through in time."""
+        failure is logged once per run of failures (``outbox_claims_not_renewed``, then
+        ``outbox_claims_renewed``); the claims then lapse like a dead replica's unless a
+        later renewal gets through in time."""
         failing = False
         while True:
             await self._sleep(self.claim_ttl / CLAIM_RENEWALS_PER_TTL)
             try:
                 await self.pool.execute(_EXTEND_CLAIMS, self.replica, self.claim_ttl)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if not failing:
+                if not failing:  # one line (and traceback) per outage, not per attempt
                     log.warning(
-                        "outbox_claims_not_renewed", store=self.display, error=_describe(exc)
+                        "outbox_claims_not_renewed",
+                        store=self.display,
+                        error=_describe(exc),
+                        exc_info=True,
                     )
                 failing = True
                 continue
