@@ -107,6 +107,7 @@ class App:
             evaluator=self.evaluator,
             remediation=self.remediation,
             board=self.checks,
+            outage=self.outage,
         )
         self.cycle = CheckCycle(
             {c.check: c for c in config.collectors},
