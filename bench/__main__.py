@@ -19,6 +19,7 @@ BENCHMARKS = (
     ("bench.bench_detection", 150),
     ("bench.bench_daemon_cost", 90),
     ("bench.bench_recovery", 60),
+    ("bench.bench_integrity", 60),
 )
 
 
