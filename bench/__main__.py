@@ -20,6 +20,7 @@ BENCHMARKS = (
     ("bench.bench_daemon_cost", 90),
     ("bench.bench_recovery", 60),
     ("bench.bench_outbox", 40),
+    ("bench.bench_integrity", 60),
 )
 
 

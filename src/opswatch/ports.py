@@ -27,6 +27,12 @@ class StoreError(Exception):
     (masked) URL, never a secret."""
 
 
+class UnusableStateError(StoreError):
+    """The state cannot be used at all and waiting will not help: corrupt, foreign, stamped by
+    a newer opswatch, or not writable. Raised by ``open()``, before anything has started; the
+    message is one line naming the file or the (masked) URL and the problem."""
+
+
 class LeaseError(Exception):
     """The lease backend did not answer. The message names no secret."""
 

@@ -13,6 +13,7 @@ from opswatch.api import alerts, checks, recovery
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.requests import MAX_BODY
+from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
 from opswatch.config import Secret
 
@@ -59,7 +60,9 @@ ROUTES: tuple[Route, ...] = (
 def build_app(
     services: Services, token: Secret | None, metrics: MetricsExporter | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[authenticate(token)], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[scrub_answers, authenticate(token)], client_max_size=MAX_BODY
+    )
     install(app, services)
     app[METRICS] = metrics or MetricsExporter(MetricsView(services))
     scopes: dict[tuple[str, str], Scope] = {}

@@ -37,7 +37,7 @@ from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Veri
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
-from opswatch.state.outage import StoreOutage
+from opswatch.state.outage import StoreOutage, open_when_reachable
 from opswatch.timing import Timing
 
 log = structlog.get_logger("opswatch")
@@ -107,6 +107,7 @@ class App:
             evaluator=self.evaluator,
             remediation=self.remediation,
             board=self.checks,
+            outage=self.outage,
         )
         self.cycle = CheckCycle(
             {c.check: c for c in config.collectors},
@@ -128,6 +129,7 @@ class App:
         self.reloader = Reload(self, environ, clock)
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False
+        self._opened = False
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
@@ -146,9 +148,12 @@ class App:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> list[Alert]:
-        """Open the state and restore the alerts that were firing; returns them."""
-        await self.store.open()
+    async def open(self) -> list[Alert] | None:
+        """Open the state (waiting for it while unreachable) and restore the alerts that were
+        firing; returns them (None: the wait for the store ended first)."""
+        stop, interval = self._stop_requested, self.timing.interval
+        if not await open_when_reachable(self.store, self.outage, stop, interval):
+            return None
         await self.leases.lease.open()
         active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
@@ -160,6 +165,9 @@ class App:
         """Open the state, then start the API, the outbox and the scheduled checks."""
         self.checks.start()
         active = await self.open()
+        if active is None:  # stopped (or gave up) while waiting for the store
+            return
+        self._opened = True
         await self.api.start()
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
@@ -190,6 +198,10 @@ class App:
     async def stop(self) -> None:
         """Stop checks, flush the outbox for up to the shutdown grace, close everything."""
         await self.reloader.disable()  # a reload in progress finishes first
+        if not self._opened and self.outage.down:  # never reached the store: nothing ran
+            await self.store.close()
+            log.info("daemon_stopped")
+            return
         self.systemd.stopping()
         self.scheduler.shutdown()
         for task in list(self.cycle.running):

@@ -2,7 +2,8 @@
 ``recover``.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
-0 on success, 2 on a configuration error (one line on stderr naming the variable), 1 on any
+0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
+unusable state store (one line naming the file or masked URL and the problem), 1 on any
 other failure (for ``status``: the daemon is unhealthy or unreachable).
 The environment is the process's, with the file named by ``OPSWATCH_ENV_FILE`` over it.
 """
@@ -28,6 +29,7 @@ from opswatch.envfile import EnvironmentSource
 from opswatch.logging import configure_logging
 from opswatch.model import Finding, RecoveryOutcome, Sample, utcnow
 from opswatch.notifiers.probe import probe, probe_notification, select
+from opswatch.ports import UnusableStateError
 from opswatch.redact import scrub_output
 
 
@@ -78,23 +80,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opswatch: configuration error: {exc}", file=sys.stderr)
         return 2
     scrub_output()  # every line printed from here on is scrubbed of the configured secrets
-    if command == "run":
-        return _run(config, source)
-    # every other command's output is its stdout: its logs (a collector's, a notifier's, an
-    # unknown variable's) go to stderr
-    configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
-    if command == "check-config":
-        print(json.dumps(config.describe(), indent=2))
+    try:
+        if command == "run":
+            return _run(config, source)
+        # every other command's output is its stdout: its logs (a collector's, a notifier's, an
+        # unknown variable's) go to stderr
+        configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
+        if command == "check-config":
+            print(json.dumps(config.describe(), indent=2))
+            return 0
+        if command == "status":
+            return _status(api_url(config.settings.api_listen))
+        if command == "test-notify":
+            return _test_notify(config, args.channel)
+        if command == "recover":
+            return _recover(config, args.rule, args.target, dry_run=args.dry_run)
+        samples, findings = asyncio.run(run_once(config))  # "once", the last command left
+        print(_table(samples, findings))
         return 0
-    if command == "status":
-        return _status(api_url(config.settings.api_listen))
-    if command == "test-notify":
-        return _test_notify(config, args.channel)
-    if command == "recover":
-        return _recover(config, args.rule, args.target, dry_run=args.dry_run)
-    samples, findings = asyncio.run(run_once(config))  # "once", the last command left
-    print(_table(samples, findings))
-    return 0
+    except UnusableStateError as exc:  # corrupt, foreign, newer or read-only: nothing started
+        print(f"opswatch: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run(config: AppConfig, source: EnvironmentSource) -> int:

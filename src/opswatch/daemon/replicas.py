@@ -17,6 +17,7 @@ from opswatch.ports import AlertStore, LeaseError, StoreError
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.state.leases import CheckLeases, Tenure
+from opswatch.state.outage import StoreOutage
 
 log = structlog.get_logger("opswatch")
 
@@ -31,6 +32,7 @@ class Replicas:
         evaluator: RuleEvaluator,
         remediation: Remediation,
         board: CheckBoard,
+        outage: StoreOutage,
     ) -> None:
         self.leases = leases
         self._store = store
@@ -38,6 +40,7 @@ class Replicas:
         self._evaluator = evaluator
         self._remediation = remediation
         self._board = board
+        self._outage = outage
 
     @property
     def shared(self) -> bool:
@@ -52,7 +55,9 @@ class Replicas:
         try:
             tenure = await self.leases.claim(check)
         except (LeaseError, StoreError) as exc:
-            log.warning("lease_failed", check=check, error=str(exc))
+            if not self._outage.down:  # one line per outage, not per check and run
+                log.warning("lease_failed", check=check, error=str(exc))
+            self._outage.failed(str(exc))
             self._tracker.replace_check(check, ())
             return False
         if tenure is Tenure.TAKEN:

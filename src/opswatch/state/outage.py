@@ -11,12 +11,15 @@ with one line (``state_store_gave_up``) and exit status 1, so that systemd resta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
 import structlog
 
 from opswatch.model import Clock
+from opswatch.ports import StateStore, StoreError, UnusableStateError
 
 log = structlog.get_logger("opswatch")
 
@@ -58,3 +61,28 @@ class StoreOutage:
         log.info("state_store_available", outage_s=round(lasted, 1))
         self.since = None
         self.reason = ""
+
+
+async def open_when_reachable(
+    store: StateStore, outage: StoreOutage, stop: asyncio.Event, max_delay: float
+) -> bool:
+    """Open ``store``, waiting for it while it cannot be reached (a start during an outage:
+    one ``state_store_unavailable`` line, retries with backoff up to ``max_delay`` apart).
+    Returns False when the wait ended first (SIGTERM, or the outage outlived the give-up
+    time). A store that is reachable but unusable (corrupt, newer) raises at once."""
+    delay = min(1.0, max_delay)
+    while True:
+        try:
+            await store.open()
+        except UnusableStateError:
+            raise
+        except StoreError as exc:
+            outage.failed(str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+            delay = min(2 * delay, max_delay)
+            continue
+        outage.succeeded()
+        return True

@@ -63,7 +63,7 @@ from opswatch.model import (
     RecoveryResult,
     Transition,
 )
-from opswatch.ports import LeaseError, StoreError
+from opswatch.ports import LeaseError, StoreError, UnusableStateError
 
 log = structlog.get_logger(__name__)
 
@@ -331,8 +331,8 @@ class PostgresStore:
                 await conn.execute("UPDATE opswatch_schema SET version = $1", number)
         version = await conn.fetchval("SELECT version FROM opswatch_schema")
         if version > len(MIGRATIONS):
-            raise StoreError(
-                f"state store {self.display} has schema version {version}, newer than this "
+            raise UnusableStateError(
+                f"state store {self.display}: schema version {version}, newer than this "
                 f"opswatch knows ({len(MIGRATIONS)}): upgrade opswatch"
             )
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,7 +37,7 @@ from opswatch.model import (
     RecoveryResult,
     Transition,
 )
-from opswatch.ports import StoreError
+from opswatch.ports import StoreError, UnusableStateError
 
 T = TypeVar("T")
 
@@ -110,19 +112,12 @@ class SQLiteStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
 
     async def open(self) -> None:
-        def connect() -> sqlite3.Connection:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA busy_timeout=5000")
-                _migrate(db)
-            except (OSError, sqlite3.Error) as exc:
-                raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
-            return db
-
-        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        """Open the file, or create it complete when there is none. A file that is corrupt,
+        foreign, stamped by a newer opswatch or cannot be written raises
+        :class:`UnusableStateError`, with nothing created or changed."""
+        self._db = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _connect, self.path
+        )
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -469,6 +464,142 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+#: ``PRAGMA application_id`` of an opswatch state file ("opsw"); files from before it have 0
+APPLICATION_ID = 0x6F707377
+
+#: the first bytes of every SQLite database file
+_MAGIC = b"SQLite format 3\x00"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The open, checked and migrated state file at ``path`` (created when there is none)."""
+    try:
+        if _inspect(path):
+            _create(path)
+        db = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=rw",
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise _refuse(path, _problem(exc)) from None
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        _verify(db, path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        _migrate(db)
+    except sqlite3.Error as exc:
+        db.close()
+        raise _refuse(path, _problem(exc)) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _refuse(path: Path, problem: str) -> UnusableStateError:
+    return UnusableStateError(f"state file {path}: {problem}")
+
+
+def _problem(exc: OSError | sqlite3.Error) -> str:
+    """What went wrong, in one line without the path (the caller names it)."""
+    if isinstance(exc, OSError):
+        return f"cannot open it: {exc.strerror or exc}"
+    kind = {"SQLITE_CORRUPT": "corrupt", "SQLITE_NOTADB": "not an SQLite database"}
+    return f"{kind.get(exc.sqlite_errorname, 'cannot use it')}: {exc}"
+
+
+def _inspect(path: Path) -> bool:
+    """What the file system says of ``path`` before SQLite touches it: True when there is no
+    file yet (a first start), UnusableStateError when what is there cannot be an opswatch state."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _refuse(path, f"cannot create its directory {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise _refuse(
+            path, f"its directory {path.parent} is not writable (SQLite writes its -wal beside it)"
+        )
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists():
+            raise _refuse(
+                path, f"missing, but its write-ahead log {wal} is there: was it removed?"
+            ) from None
+        return True
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(path, "not a regular file")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise _refuse(path, "not writable")
+    if info.st_size == 0:
+        raise _refuse(
+            path,
+            "empty (0 bytes): not an opswatch state file, which is created complete; "
+            "move it away to start afresh",
+        )
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        raise _refuse(path, "not an SQLite database (bad header)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise _refuse(path, f"not an SQLite database (bad header: page size {page_size})")
+    if info.st_size % page_size:
+        raise _refuse(
+            path, f"truncated: {info.st_size} bytes is not a whole number of {page_size}-byte pages"
+        )
+    return False
+
+
+def _create(path: Path) -> None:
+    """A new state file, migrated in a temporary file renamed onto ``path``: so the path never
+    holds an empty or half-made file of ours, and one found there is never taken for new."""
+    new = path.with_name(path.name + ".new")
+    for leftover in (new, new.with_name(new.name + "-wal"), new.with_name(new.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # a start killed while creating it
+    db = sqlite3.connect(new, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        _migrate(db)
+    finally:
+        db.close()  # the last connection: the WAL is checkpointed into the file and removed
+    new.replace(path)
+
+
+def _verify(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a foreign, newer or corrupt database. ``PRAGMA quick_check`` reads every page
+    once (O(N)): b-tree structure, page and cell bounds, record formats, the free list, NOT
+    NULL; unlike ``integrity_check`` (O(N log N)) it does not look up every index entry in its
+    table. ``bench/bench_integrity.py`` measures what it costs on a large file."""
+    (application_id,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if application_id not in (0, APPLICATION_ID):
+        raise _refuse(
+            path, f"not an opswatch state file (SQLite application_id {application_id:#x})"
+        )
+    if version == 0:
+        raise _refuse(
+            path, "not an opswatch state file (an SQLite database without its schema version)"
+        )
+    if version > len(_MIGRATIONS):
+        raise _refuse(
+            path,
+            f"schema version {version}, newer than this opswatch knows ({len(_MIGRATIONS)}): "
+            "upgrade opswatch",
+        )
+    (report,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    if report != "ok":
+        problem = next(
+            (line for line in str(report).splitlines() if not line.startswith("***")), report
+        )
+        raise _refuse(path, f"corrupt: {problem} (PRAGMA quick_check)")
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     (version,) = db.execute("PRAGMA user_version").fetchone()
     for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
@@ -477,3 +608,6 @@ def _migrate(db: sqlite3.Connection) -> None:
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
+    (application_id,) = db.execute("PRAGMA application_id").fetchone()
+    if application_id != APPLICATION_ID:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
