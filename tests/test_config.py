@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -149,7 +151,9 @@ def test_check_config_prints_effective_configuration_without_secrets(
     effective = json.loads(out)
     assert effective["checks"] == ["host", "http"]
     assert "http:api" in effective["collectors"]
-    assert effective["unknown_variables"] == ["OPSWATCH_INTERVALL"]
+    assert effective["unknown_variables"] == [
+        {"variable": "OPSWATCH_INTERVALL", "closest": "OPSWATCH_INTERVAL"}
+    ]
 
 
 def test_specs_split_at_newlines_and_at_commas_that_start_a_name() -> None:
@@ -198,3 +202,239 @@ def test_targets_share_the_splitter_and_refuse_colliding_names() -> None:
 
 def test_target_variable_upper_cases_the_target_and_dashes_become_underscores() -> None:
     assert target_variable("tcp", "my-db", "TIMEOUT") == "OPSWATCH_TCP_MY_DB_TIMEOUT"
+
+
+# --- values that must be refused (issue 11, item 14) ------------------------------------
+
+HUGE = "1" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OPSWATCH_INTERVAL", "1000000000d"),
+        ("OPSWATCH_INTERVAL", HUGE),
+        ("OPSWATCH_REPEAT_CRITICAL", "400d"),
+        ("OPSWATCH_RULE_CPU_HIGH_WARNING", HUGE),
+        ("OPSWATCH_API_LISTEN", "no-such-host.invalid:9184"),
+        ("OPSWATCH_WEBHOOK_URL", "https://hooks.example.com/a b"),
+        ("OPSWATCH_WEBHOOK_URL", "https://hooks.example.com/a\x01b"),
+        ("OPSWATCH_HTTP_TARGETS", "api=http://127.0.0.1:8000/he alth"),
+        ("OPSWATCH_STATE_URL", "postgresql://db/x y"),
+    ],
+)
+def test_values_too_large_unresolvable_or_with_spaces_exit_2_with_one_short_line(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["check-config"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1
+    assert variable in err[0]
+    assert len(err[0]) < 300
+    assert captured.out == ""
+
+
+def test_an_overflowing_interval_binds_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.sqlite3"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OPSWATCH_INTERVAL", "1000000000d")
+    monkeypatch.setenv("OPSWATCH_STATE_PATH", str(state))
+    monkeypatch.setenv("OPSWATCH_API_LISTEN", f"127.0.0.1:{port}")
+    assert main(["run"]) == 2
+    assert "OPSWATCH_INTERVAL: expected at most 365d" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_longest_duration_is_accepted_and_prints_valid_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPSWATCH_INTERVAL", "365d")
+    assert main(["check-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["interval_s"] == 365 * 86400
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "invalid_utf8", "too_large"])
+def test_a_secret_file_must_be_a_regular_utf8_file_of_at_most_1_mib(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hook"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "invalid_utf8":
+        path.write_bytes(b"https://hooks.example.com/\xff\xfe")
+    else:
+        path.write_bytes(b"https://hooks.example.com/" + b"a" * (1024 * 1024))
+    monkeypatch.setenv("OPSWATCH_WEBHOOK_URL_FILE", str(path))
+    assert main(["check-config"]) == 2  # a FIFO would block here: no writer ever comes
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "OPSWATCH_WEBHOOK_URL_FILE" in line
+    assert str(path) in line
+
+
+# --- header injection (item 3) ----------------------------------------------------------
+
+EMAIL = {
+    "OPSWATCH_EMAIL_SMTP_URL": "smtp://127.0.0.1:2525",
+    "OPSWATCH_EMAIL_FROM": "opswatch@example.com",
+    "OPSWATCH_EMAIL_TO": "ops@example.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "secret"),
+    [
+        (
+            {**EMAIL, "OPSWATCH_EMAIL_FROM": "a@example.com\r\nBcc: x@evil.example"},
+            "OPSWATCH_EMAIL_FROM",
+            None,
+        ),
+        (
+            {**EMAIL, "OPSWATCH_EMAIL_TO": "ops@example.com\nBcc: x@evil.example"},
+            "OPSWATCH_EMAIL_TO",
+            None,
+        ),
+        (
+            {
+                "OPSWATCH_SLACK_TOKEN": "xoxb-SECRETTOKEN\r\nX-Evil: 1",
+                "OPSWATCH_SLACK_CHANNEL": "#ops",
+            },
+            "OPSWATCH_SLACK_TOKEN",
+            "SECRETTOKEN",
+        ),
+        (
+            {
+                "OPSWATCH_WEBHOOK_URL": "https://h.example.com/x",
+                "OPSWATCH_WEBHOOK_HEADERS": "Authorization: Bearer SECRETBEARER\r\nX-Evil: 1",
+            },
+            "OPSWATCH_WEBHOOK_HEADERS",
+            "SECRETBEARER",
+        ),
+        (
+            {
+                "OPSWATCH_WEBHOOK_URL": "https://h.example.com/x",
+                "OPSWATCH_WEBHOOK_HEADERS": "Authorization: Bearer SECRETBEARER\rX",
+            },
+            "OPSWATCH_WEBHOOK_HEADERS",
+            "SECRETBEARER",
+        ),
+        (
+            {
+                "OPSWATCH_WEBHOOK_URL": "https://h.example.com/x",
+                "OPSWATCH_WEBHOOK_HEADERS": "X-Team: SECRETTEAM\x1b[2Jevil",
+            },
+            "OPSWATCH_WEBHOOK_HEADERS",
+            "SECRETTEAM",
+        ),
+    ],
+)
+def test_line_breaks_in_mail_or_http_header_values_exit_2_without_the_value(
+    environ: dict[str, str],
+    variable: str,
+    secret: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert variable in line
+    assert "evil" not in line
+    if secret is not None:
+        assert secret not in line
+
+
+def test_a_line_break_in_a_slack_token_file_is_refused(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("xoxb-SECRETTOKEN\nX-Evil: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config({"OPSWATCH_SLACK_TOKEN_FILE": str(token), "OPSWATCH_SLACK_CHANNEL": "#ops"})
+    assert info.value.variable == "OPSWATCH_SLACK_TOKEN"
+    assert "SECRETTOKEN" not in str(info.value)
+
+
+# --- typos (item 15) --------------------------------------------------------------------
+
+
+def test_every_unread_name_is_reported_with_the_closest_known_name() -> None:
+    config = load_config(
+        {
+            "OPSWATCH_HTTP_TARGETS": "api=http://127.0.0.1:8000/health",
+            "OPSWATCH_POSTGRES_TARGETS": "main=postgresql://127.0.0.1/test",
+            "OPSWATCH_INTERVALL": "10s",
+            "OPSWATCH_HTTP_TIMOUT": "3s",
+            "OPSWATCH_HTTP_API_BODY_CONTAIN": "ok",
+            "OPSWATCH_POSTGRES_TIMEOUTS": "3s",
+            "OPSWATCH_RULE_CPU_HIGH_WARNNG": "50",
+            "OPSWATCH_RULE_DISK_FULL_FOOR": "5m",
+            "OPSWATCH_WEBHOOK_URLS": "https://h.example.com/x",
+            "OPSWATCH_NOTHING_LIKE_IT": "1",
+        }
+    )
+    assert {u.name: u.closest for u in config.unknown_variables} == {
+        "OPSWATCH_INTERVALL": "OPSWATCH_INTERVAL",
+        "OPSWATCH_HTTP_TIMOUT": "OPSWATCH_HTTP_TIMEOUT",
+        "OPSWATCH_HTTP_API_BODY_CONTAIN": "OPSWATCH_HTTP_API_BODY_CONTAINS",
+        "OPSWATCH_POSTGRES_TIMEOUTS": "OPSWATCH_POSTGRES_TIMEOUT",
+        "OPSWATCH_RULE_CPU_HIGH_WARNNG": "OPSWATCH_RULE_CPU_HIGH_WARNING",
+        "OPSWATCH_RULE_DISK_FULL_FOOR": "OPSWATCH_RULE_DISK_FULL_FOR",
+        "OPSWATCH_WEBHOOK_URLS": "OPSWATCH_WEBHOOK_URL",
+        "OPSWATCH_NOTHING_LIKE_IT": None,
+    }
+
+
+def test_options_of_a_collector_that_is_not_enabled_are_reported() -> None:
+    config = load_config({"OPSWATCH_REDIS_TIMEOUT": "3s"})
+    assert [u.name for u in config.unknown_variables] == ["OPSWATCH_REDIS_TIMEOUT"]
+
+
+# --- target lists (items 16, 17) --------------------------------------------------------
+
+
+def test_quoted_commas_never_start_a_new_item() -> None:
+    env = Env(
+        {
+            "V": 'ldap=check_ldap -b "dc=example,dc=com" -3,'
+            "other=check_x 'a,b=c',esc=check_y a\\,b=c\nlast=z"
+        }
+    )
+    assert env.specs("V") == (
+        ("ldap", 'check_ldap -b "dc=example,dc=com" -3'),
+        ("other", "check_x 'a,b=c'"),
+        ("esc", "check_y a\\,b=c"),
+        ("last", "z"),
+    )
+
+
+def test_a_quoted_url_target_may_hold_commas_and_loses_its_quotes() -> None:
+    env = Env({"V": "search='http://h/x?q=1,page=2',b=\"https://h/?a=1,b=2\""})
+    assert [(t.name, t.url.reveal()) for t in env.targets("V")] == [
+        ("search", "http://h/x?q=1,page=2"),
+        ("b", "https://h/?a=1,b=2"),
+    ]
+
+
+def test_an_unterminated_quote_is_refused_naming_only_the_item(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unterminated") as info:
+        Env({"V": "a=x,db=check_pg --password 'hunter2"}).specs("V", secret=True)
+    assert info.value.variable == "V"
+    assert "'db'" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_a_targets_file_alone_enables_its_collector(tmp_path: Path) -> None:
+    targets = tmp_path / "targets"
+    targets.write_text("api=http://user:pw@127.0.0.1:8000/health\n")
+    config = load_config({"OPSWATCH_HTTP_TARGETS_FILE": str(targets)})
+    assert config.settings.checks == ("host", "http")
+    assert [c.check for c in config.collectors] == ["host", "http:api"]

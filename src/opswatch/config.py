@@ -8,9 +8,13 @@ variables with the same :class:`Env` in their ``from_env``. Secrets are wrapped 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+import shlex
+import socket
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +24,18 @@ PREFIX = "OPSWATCH_"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: the longest duration any variable accepts (365 days): longer ones overflow date arithmetic
+MAX_DURATION = 365 * 86400.0
+#: the largest ``NAME_FILE`` read (1 MiB); it must be a regular file
+MAX_FILE_BYTES = 1024 * 1024
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-#: Between ``name=spec`` items: a newline, or a comma followed by ``name=`` (so a spec may hold
-#: other commas).
-_ITEM_SPLIT = re.compile(r"\n|,(?=\s*[A-Za-z][A-Za-z0-9_-]*\s*=)")
+#: what starts the next ``name=spec`` item after a comma (outside quotes)
+_ITEM_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9_-]*\s*=")
+#: a space or a control character (C0, DEL, C1): never part of a URL or a header
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: how much of a malformed value an error repeats
+_SHOWN_CHARS = 60
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -80,6 +92,15 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
+class UnknownVariable:
+    """An ``OPSWATCH_*`` variable that is set but that nothing read, and the known name
+    closest to it (a likely typo), if any."""
+
+    name: str
+    closest: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """A named endpoint from a ``name=URL`` list."""
 
@@ -125,7 +146,7 @@ class Env:
         try:
             number = int(value)
         except ValueError:
-            raise ConfigError(name, f"expected a whole number, got {value!r}") from None
+            raise ConfigError(name, f"expected a whole number, got {_shown(value)}") from None
         _check_range(name, number, minimum, maximum)
         return number
 
@@ -143,9 +164,9 @@ class Env:
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(name, f"expected a number, got {value!r}") from None
+            raise ConfigError(name, f"expected a number, got {_shown(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(name, f"expected a finite number, got {value!r}")
+            raise ConfigError(name, f"expected a finite number, got {_shown(value)}")
         _check_range(name, number, minimum, maximum)
         return number
 
@@ -157,16 +178,19 @@ class Env:
         return default if value is None else self.number(name, 0.0)
 
     def duration(self, name: str, default: float, *, minimum: float | None = None) -> float:
-        """Seconds, from ``30``, ``30s``, ``500ms``, ``5m``, ``1h`` or ``1d``."""
+        """Seconds, from ``30``, ``30s``, ``500ms``, ``5m``, ``1h`` or ``1d``; at most
+        :data:`MAX_DURATION`."""
         value = self.raw(name)
         if value is None:
             return default
         match = _DURATION.match(value)
         if match is None:
             raise ConfigError(
-                name, f"expected a duration such as 30s, 500ms, 5m or 1h, got {value!r}"
+                name, f"expected a duration such as 30s, 500ms, 5m or 1h, got {_shown(value)}"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+        if not seconds <= MAX_DURATION:  # also refuses inf (a number of 400 digits)
+            raise ConfigError(name, f"expected at most 365d, got {_shown(value)}")
         if minimum is not None and seconds < minimum:
             raise ConfigError(name, f"expected at least {minimum:g}s, got {value!r}")
         return seconds
@@ -215,12 +239,7 @@ class Env:
         if direct is not None and file_name is not None:
             raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
         if file_name is not None:
-            try:
-                content = Path(file_name).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{name}_FILE", f"cannot read {file_name!r}: {exc.strerror}"
-                ) from None
+            content = _read_file(f"{name}_FILE", file_name).strip()
             if not content:
                 raise ConfigError(f"{name}_FILE", f"file {file_name!r} is empty")
             return self.keep(Secret(content))
@@ -246,12 +265,16 @@ class Env:
     def targets(
         self, name: str, *, schemes: tuple[str, ...] = ("http", "https")
     ) -> tuple[Target, ...]:
-        """A ``name=URL`` list split as :meth:`specs` does; URLs masked in outputs."""
+        """A ``name=URL`` list split as :meth:`specs` does; a URL may be quoted
+        (``api='http://h/?q=1,page=2'``). URLs masked in outputs."""
         secret = self.secret(name)
         if secret is None:
             return ()
         return tuple(
-            Target(target, self.keep(_url_secret(name, url, hide_path=False, schemes=schemes)))
+            Target(
+                target,
+                self.keep(_url_secret(name, _unquoted(url), hide_path=False, schemes=schemes)),
+            )
             for target, url in _named_items(name, secret.reveal(), "URL", _shown_masked_url)
         )
 
@@ -276,23 +299,31 @@ class Env:
         return _named_items(name, value, what, _shown_name if secret else _shown_item)
 
     def listen(self, name: str, default: str) -> tuple[str, int]:
-        """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+        """``HOST:PORT`` (``[::1]:PORT`` for IPv6); the host must resolve."""
         value = self.string(name, default)
         host, sep, port_text = value.rpartition(":")
         host = host.strip("[]")
         if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ConfigError(name, f"expected HOST:PORT such as 127.0.0.1:9184, got {value!r}")
+            raise ConfigError(
+                name, f"expected HOST:PORT such as 127.0.0.1:9184, got {_shown(value)}"
+            )
+        try:
+            socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise ConfigError(name, f"host {_shown(host)} does not resolve") from None
         return host, int(port_text)
 
-    def unknown(self, known_prefixes: tuple[str, ...]) -> list[str]:
-        """``OPSWATCH_*`` variables set but never read and not under a plugin's prefix."""
-        return sorted(
-            key
-            for key in self._environ
+    def unknown(self, ignored_prefixes: tuple[str, ...]) -> list[UnknownVariable]:
+        """``OPSWATCH_*`` variables that are set but that no getter read (except those under
+        ``ignored_prefixes``, read elsewhere), each with the closest name that was read."""
+        known = sorted(key for key in self.read if key.startswith(PREFIX))
+        return [
+            UnknownVariable(key, _closest(key, known))
+            for key in sorted(self._environ)
             if key.startswith(PREFIX)
             and key not in self.read
-            and not any(key.startswith(p) for p in known_prefixes)
-        )
+            and not key.startswith(ignored_prefixes)
+        ]
 
 
 def target_variable(kind: str, target: str, option: str) -> str:
@@ -305,6 +336,68 @@ def _variable_part(target: str) -> str:
     return target.upper().replace("-", "_")
 
 
+def _closest(name: str, known: list[str]) -> str | None:
+    """The known name most like ``name`` (compared without the common prefix), if any is
+    close enough to be a likely typo."""
+    suffixes = {key.removeprefix(PREFIX): key for key in known}
+    match = difflib.get_close_matches(name.removeprefix(PREFIX), list(suffixes), n=1, cutoff=0.75)
+    return suffixes[match[0]] if match else None
+
+
+def _read_file(variable: str, path: str) -> str:
+    """The UTF-8 text of a regular file of at most :data:`MAX_FILE_BYTES`. Opened without
+    blocking, so that a FIFO or a device is refused instead of read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot read {path!r}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(variable, f"{path!r} is not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            data = file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(variable, f"cannot read {path!r}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(variable, f"{path!r} is larger than {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(variable, f"{path!r} is not UTF-8 text") from None
+
+
+def _split_items(variable: str, value: str) -> list[str]:
+    """``value`` cut at newlines and at commas followed by ``name=``, except inside single or
+    double quotes (a backslash outside single quotes escapes the next character): the
+    quoting of a POSIX shell, so that a quoted spec may hold anything."""
+    items: list[str] = []
+    start = 0
+    quote: str | None = None
+    index = 0
+    while index < len(value):
+        char = value[index]
+        if quote == "'":
+            if char == "'":
+                quote = None
+        elif char == "\\":
+            index += 1  # the next character is taken as it is
+        elif quote == '"':
+            if char == '"':
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "\n" or (char == "," and _ITEM_START.match(value, index + 1)):
+            items.append(value[start:index])
+            start = index + 1
+        index += 1
+    if quote is not None:
+        name = value[start:].partition("=")[0].strip()[:40]
+        raise ConfigError(variable, f"item {name!r}: unterminated {quote} quote")
+    items.append(value[start:])
+    return items
+
+
 def _named_items(
     variable: str, value: str, what: str, shown: Callable[[str, str], str]
 ) -> tuple[tuple[str, str], ...]:
@@ -312,7 +405,7 @@ def _named_items(
     ``shown(name, item)`` renders a malformed item for the error."""
     items: dict[str, str] = {}
     by_part: dict[str, str] = {}
-    for item in _ITEM_SPLIT.split(value):
+    for item in _split_items(variable, value):
         if not item.strip():
             continue
         name, sep, spec = item.strip().partition("=")
@@ -332,8 +425,34 @@ def _named_items(
     return tuple(items.items())
 
 
+def _unquoted(spec: str) -> str:
+    """A quoted spec as the one shell word it is, without its quotes; anything else (also
+    more than one word, refused as a URL) as it is."""
+    if spec[:1] not in ("'", '"'):
+        return spec
+    try:
+        words = shlex.split(spec)
+    except ValueError:
+        return spec
+    return words[0] if len(words) == 1 else spec
+
+
+def refuse_control_characters(variable: str, value: str, what: str = "the value") -> None:
+    """Refuse CR, LF or any other control character in a value that goes into a mail or HTTP
+    header, where it could start a header of its own. The error never shows the value."""
+    if _CONTROL.search(value):
+        raise ConfigError(variable, f"{what} must not hold line breaks or control characters")
+
+
+def _shown(value: str) -> str:
+    """``repr`` of a malformed value, cut short (an error is one line)."""
+    if len(value) <= _SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
 def _shown_item(_name: str, item: str) -> str:
-    return repr(item.strip())
+    return _shown(item.strip())
 
 
 def _shown_name(name: str, _item: str) -> str:
@@ -356,6 +475,8 @@ def _url_secret(
     name: str, url: str, *, hide_path: bool, schemes: tuple[str, ...] = ("http", "https")
 ) -> Secret:
     display = mask_url(url, hide_path=hide_path)
+    if _SPACE_OR_CONTROL.search(url):
+        raise ConfigError(name, "a URL cannot hold spaces or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -434,6 +555,8 @@ def _state_settings(env: Env) -> tuple[Secret | None, str | None, Secret | None]
     url = env.secret(name)
     if url is not None:
         display = mask_url(url.reveal(), hide_path=False)
+        if _SPACE_OR_CONTROL.search(url.reveal()):
+            raise ConfigError(name, "a URL cannot hold spaces or control characters")
         try:
             parts = urlsplit(url.reveal())
             parts.port  # noqa: B018 - raises ValueError on a malformed port

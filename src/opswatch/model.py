@@ -69,6 +69,9 @@ class Sample:
     value: float
     at: datetime
     labels: Labels = field(default_factory=dict)
+    #: text about the measurement that is not part of the series' identity (a plugin's own
+    #: first line): usable in a rule's summary like a label, never in a fingerprint
+    annotations: Labels = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

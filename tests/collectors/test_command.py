@@ -12,10 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from structlog.testing import capture_logs
 
 from opswatch.collectors.command import (
     CommandCollector,
     CommandTarget,
+    Perfdata,
     PerfDatum,
     PluginOutput,
     parse_perfdata,
@@ -24,6 +26,8 @@ from opswatch.collectors.command import (
 )
 from opswatch.config import ConfigError, Env
 from opswatch.model import Sample
+from opswatch.rules.builtin import builtin_rules
+from opswatch.rules.evaluator import RuleEvaluator
 from tests.conftest import ManualClock
 
 
@@ -36,6 +40,12 @@ def plugin(directory: Path, body: str, name: str = "check_test") -> str:
 
 def collector(clock: ManualClock, *argv: str, timeout: float = 5.0) -> CommandCollector:
     return CommandCollector(CommandTarget("test", tuple(argv), timeout), clock)
+
+
+def summary_of(samples: list[Sample]) -> str:
+    """The plugin's text as the status sample carries it to the rule's summary."""
+    (status,) = [s for s in samples if s.metric == "command.status"]
+    return status.annotations["output"]
 
 
 def values(samples: list[Sample]) -> dict[str, float]:
@@ -74,7 +84,7 @@ async def test_maps_exit_code_to_status_and_keeps_summary(
     assert values(samples) == {"command.up": up, "command.status": float(code)}
     assert all(s.check == "command:test" and s.at == clock.now for s in samples)
     assert all(s.labels == {"target": "test"} for s in samples)
-    assert check.last_summary() == summary
+    assert summary_of(samples) == summary
 
 
 async def test_exposes_perfdata_from_first_line_and_long_text(
@@ -103,16 +113,16 @@ OUT""",
         ("inodes", "%"): 12.0,
     }
     assert values(samples) == {"command.up": 1.0, "command.status": 0.0}
-    assert check.last_summary() == "DISK OK - free space: / 3326 MB (56%);"
+    assert summary_of(samples) == "DISK OK - free space: / 3326 MB (56%);"
 
 
 async def test_passes_arguments_without_a_shell(tmp_path: Path, clock: ManualClock) -> None:
     script = plugin(tmp_path, 'echo "OK - $# args: $1|$2"')
     check = collector(clock, script, "a b", "$HOME;*")
 
-    await check.collect()
+    samples = await check.collect()
 
-    assert check.last_summary() == "OK - 2 args: a b"
+    assert summary_of(samples) == "OK - 2 args: a b"
 
 
 async def test_kills_and_reaps_a_plugin_that_exceeds_its_timeout(
@@ -126,7 +136,7 @@ async def test_kills_and_reaps_a_plugin_that_exceeds_its_timeout(
     elapsed = time.perf_counter() - started
 
     assert values(samples) == {"command.up": 0.0, "command.status": 3.0}
-    assert check.last_summary().endswith("timed out after 0.2s")
+    assert summary_of(samples).endswith("timed out after 0.2s")
     assert elapsed < 2.0
     assert not psutil.pid_exists(int(pidfile.read_text()))  # killed and reaped: no zombie
 
@@ -174,7 +184,7 @@ async def test_treats_out_of_range_exit_and_signals_as_unknown_and_down(
     samples = await check.collect()
 
     assert values(samples) == {"command.up": 0.0, "command.status": 3.0}
-    assert check.last_summary().startswith(summary_start)
+    assert summary_of(samples).startswith(summary_start)
 
 
 async def test_reports_unknown_when_program_is_missing(tmp_path: Path, clock: ManualClock) -> None:
@@ -183,7 +193,7 @@ async def test_reports_unknown_when_program_is_missing(tmp_path: Path, clock: Ma
     samples = await check.collect()
 
     assert values(samples) == {"command.up": 0.0, "command.status": 3.0}
-    assert check.last_summary().startswith("UNKNOWN: cannot run ")
+    assert summary_of(samples).startswith("UNKNOWN: cannot run ")
 
 
 async def test_uses_stderr_when_stdout_is_empty_and_marks_silence(
@@ -192,10 +202,13 @@ async def test_uses_stderr_when_stdout_is_empty_and_marks_silence(
     noisy = collector(clock, plugin(tmp_path, "echo 'CRITICAL - broke' >&2\nexit 2", "a"))
     silent = collector(clock, plugin(tmp_path, "exit 0", "b"))
 
-    await noisy.collect()
-    await silent.collect()
+    noisy_samples = await noisy.collect()
+    silent_samples = await silent.collect()
 
-    assert (noisy.last_summary(), silent.last_summary()) == ("CRITICAL - broke", "(no output)")
+    assert (summary_of(noisy_samples), summary_of(silent_samples)) == (
+        "CRITICAL - broke",
+        "(no output)",
+    )
 
 
 async def test_hides_opswatch_variables_from_the_plugin(
@@ -207,13 +220,88 @@ async def test_hides_opswatch_variables_from_the_plugin(
         clock, plugin(tmp_path, 'echo "OK ${OPSWATCH_SLACK_TOKEN:-hidden} $PLUGIN_VISIBLE"')
     )
 
-    await check.collect()
+    samples = await check.collect()
 
-    assert check.last_summary() == "OK hidden yes"
+    assert summary_of(samples) == "OK hidden yes"
 
 
-def test_summary_is_empty_before_the_first_run(clock: ManualClock) -> None:
-    assert collector(clock, "/bin/true").last_summary() == ""
+async def test_plugins_run_under_the_c_locale_keeping_the_rest_of_the_environment(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    monkeypatch.setenv("PLUGIN_VISIBLE", "yes")
+    check = collector(clock, plugin(tmp_path, 'echo "OK $LC_ALL $LANG $PLUGIN_VISIBLE"'))
+
+    samples = await check.collect()
+
+    assert summary_of(samples) == "OK C de_DE.UTF-8 yes"
+
+
+async def test_a_perfdata_value_that_does_not_parse_is_logged_once_without_its_value(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    check = collector(
+        clock,
+        plugin(tmp_path, "echo 'TCP OK - 0,000 second response time|time=0,000128s;;;0 ok=1'"),
+    )
+
+    with capture_logs() as logs:
+        first = await check.collect()
+        await check.collect()
+
+    assert [(s.labels.get("label"), s.value) for s in first if s.metric == "command.perf"] == [
+        ("ok", 1.0)
+    ]
+    unparsed = [e for e in logs if e["event"] == "command_perfdata_unparsed"]
+    assert unparsed == [
+        {
+            "event": "command_perfdata_unparsed",
+            "log_level": "warning",
+            "check": "command:test",
+            "label": "time",
+        }
+    ]
+
+
+async def test_the_plugins_first_line_is_the_alert_summary_without_its_arguments(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    script = plugin(tmp_path, 'echo "SWAP CRITICAL - 0% free (login $2 refused)|swap=0MB"\nexit 2')
+    check = collector(clock, script, "-p", "hunter2secret")
+    rule = next(r for r in builtin_rules(Env({}), 30) if r.name == "command_status")
+    evaluator = RuleEvaluator([rule])
+
+    evaluation = evaluator.evaluate(check.check, await check.collect())
+
+    (finding,) = evaluation.findings
+    assert finding.summary == "command:test: SWAP CRITICAL - 0% free (login *** refused)"
+    assert finding.labels == {"target": "test"}  # the text is not part of the alert's identity
+
+
+async def test_a_long_first_line_is_cut_short_in_the_summary(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    check = collector(clock, plugin(tmp_path, f"echo 'WARNING {'x' * 500}'\nexit 1"))
+
+    text = summary_of(await check.collect())
+
+    assert len(text) == 200
+    assert text.startswith("WARNING xxx")
+    assert text.endswith("…")
+
+
+def test_a_quoted_comma_stays_inside_its_command(tmp_path: Path, clock: ManualClock) -> None:
+    script = plugin(tmp_path, "echo OK")
+    (ldap, other) = CommandCollector.from_env(
+        Env(
+            {"OPSWATCH_COMMAND_TARGETS": f'ldap={script} -b "dc=example,dc=com" -3,other={script}'}
+        ),
+        clock,
+    )
+    assert isinstance(ldap, CommandCollector)
+    assert ldap.target.argv == (script, "-b", "dc=example,dc=com", "-3")
+    assert other.check == "command:other"
 
 
 # --- pure parsing on captured plugin output -------------------------------------------------
@@ -274,14 +362,16 @@ def test_keeps_long_text_and_perfdata_spread_over_lines() -> None:
 
 
 def test_unquotes_labels_with_spaces_and_doubled_quotes() -> None:
-    assert parse_perfdata("'Free Space'=12.5%;20:;10: 'it''s'=3c") == [
+    assert parse_perfdata("'Free Space'=12.5%;20:;10: 'it''s'=3c").data == (
         PerfDatum("Free Space", 12.5, "%", "20:", "10:"),
         PerfDatum("it's", 3.0, "c"),
-    ]
+    )
 
 
 def test_skips_undetermined_and_malformed_items_but_keeps_the_rest() -> None:
-    assert parse_perfdata("a=U;1;2 junk b=1,5 =3 c=-1.5e2 'open=9") == [PerfDatum("c", -150.0)]
+    assert parse_perfdata("a=U;1;2 junk b=1,5 =3 c=-1.5e2 'open=9") == Perfdata(
+        (PerfDatum("c", -150.0),), ("b",)
+    )
 
 
 def test_output_without_perfdata_has_none() -> None:

@@ -2,31 +2,36 @@
 
 Environment
 -----------
-``OPSWATCH_COMMAND_TARGETS`` (or ``OPSWATCH_COMMAND_TARGETS_FILE``, a file holding the value)
+``OPSWATCH_COMMAND_TARGETS`` (or ``OPSWATCH_COMMAND_TARGETS_FILE``, a file holding the value;
+either one enables the collector)
     ``name=COMMAND LINE`` items, e.g. ``disk=/usr/lib/nagios/plugins/check_disk -w 20% -c 10%
     -p /,load=/usr/lib/nagios/plugins/check_load -w 15,10,5 -c 30,25,20``. A comma followed by
-    ``name=`` (or a newline) starts the next item, so arguments may hold other commas. The
-    command line is split like a POSIX shell would (``shlex``: quotes work) but no shell runs
-    it: no pipes, globs or ``$VARS``. The value is treated as a secret (arguments often hold
-    passwords): only the program and the argument count are ever displayed.
+    ``name=`` (or a newline) starts the next item, except inside single or double quotes, so
+    ``ldap=check_ldap -b "dc=example,dc=com"`` is one item. The command line is split like a
+    POSIX shell would (``shlex``: quotes work) but no shell runs it: no pipes, globs or
+    ``$VARS``. The value is treated as a secret (arguments often hold passwords): only the
+    program and the argument count are ever displayed.
 ``OPSWATCH_COMMAND_<NAME>_TIMEOUT``
     Per-target timeout (``<NAME>`` upper-cased, ``-`` -> ``_``), default ``10s``. On timeout
     the plugin's whole process group gets SIGKILL and is reaped; the status is unknown.
 
 The plugin runs in its own session with stdin from /dev/null and the daemon's environment
-minus every ``OPSWATCH_*`` variable (they may hold secrets).
+minus every ``OPSWATCH_*`` variable (they may hold secrets), with ``LC_ALL=C``: under another
+locale plugins print decimal commas (``time=0,000128s``) that no perfdata parser reads.
 
 Samples (labels ``{target}``)
 -----------------------------
 ``command.status``  exit code 0/1/2/3 = ok/warning/critical/unknown; any other exit code,
-                    a signal, a timeout or a failure to start = 3.
+                    a signal, a timeout or a failure to start = 3. Annotated ``output``: the
+                    plugin's first line (before ``|``), at most 200 characters, each
+                    command-line argument of 4 characters or more in it replaced by ``***``;
+                    the ``command_status`` rule's summary.
 ``command.up``      1 when the plugin ran and exited 0, 1 or 2, else 0.
 ``command.perf``    one per performance datum, labels ``{target, label, uom}``: the value as
                     printed (``'label'=value[UOM];[warn];[crit];[min];[max]`` after ``|`` on
                     the first line or in the long text). ``U`` (undetermined) values are
-                    skipped.
-
-The first output line (before ``|``) is kept and returned by :meth:`last_summary`.
+                    skipped; a ``label=`` item whose value does not parse is logged once
+                    (``command_perfdata_unparsed`` with check and label, not the value).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import structlog
 from opswatch.collectors.base import Collector, up_sample
 from opswatch.config import PREFIX, ConfigError, Env, target_variable
 from opswatch.model import Clock, Sample
+from opswatch.redact import Redactor
 
 _log = structlog.get_logger(__name__)
 
@@ -57,10 +63,13 @@ DEFAULT_TIMEOUT = 10.0
 MAX_OUTPUT_CHARS = 64 * 1024
 #: How long to wait for a killed plugin to be reaped before giving up on it.
 REAP_TIMEOUT = 5.0
+#: The longest plugin text carried to an alert's summary.
+MAX_SUMMARY_CHARS = 200
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 
-# One perfdata item, or (second alternative) any other token, which is skipped.
+# One perfdata item; else (second alternative) a ``label=`` item whose value does not parse;
+# else any other token, which is skipped.
 _PERF = re.compile(
     r"""
     (?:'(?P<quoted>(?:[^']|'')+)'|(?P<label>[^'=\s]+))
@@ -72,6 +81,7 @@ _PERF = re.compile(
     (?:;(?P<max>[^;\s]*))?
     ;*
     (?=\s|$)
+    |(?:'(?P<bad_quoted>(?:[^']|'')+)'|(?P<bad_label>[^'=\s]+))=\S*
     |\S+
     """,
     re.VERBOSE,
@@ -96,19 +106,32 @@ class PluginOutput:
     summary: str
     long_text: str
     perfdata: tuple[PerfDatum, ...]
+    #: labels of ``label=value`` items whose value did not parse (``time=0,000128s``)
+    unparsed: tuple[str, ...] = ()
 
 
-def parse_perfdata(text: str) -> list[PerfDatum]:
+@dataclass(frozen=True, slots=True)
+class Perfdata:
+    data: tuple[PerfDatum, ...]
+    unparsed: tuple[str, ...]
+
+
+def parse_perfdata(text: str) -> Perfdata:
     """Space-separated ``'label'=value[UOM];warn;crit;min;max`` items.
 
-    Labels with spaces or ``=`` are single-quoted, a quote inside doubled (``''``). Items that
-    do not parse and ``U`` (undetermined) values are skipped; the rest still count.
+    Labels with spaces or ``=`` are single-quoted, a quote inside doubled (``''``). ``U``
+    (undetermined) values and tokens that are not perfdata are skipped; the labels of
+    ``label=`` items whose value does not parse are returned as ``unparsed``; the rest count.
     """
     data: list[PerfDatum] = []
+    unparsed: list[str] = []
     for match in _PERF.finditer(text):
+        if match["bad_label"] is not None or match["bad_quoted"] is not None:
+            unparsed.append(_label(match["bad_label"], match["bad_quoted"]))
+            continue
         if match["value"] is None:
             continue  # a token that is not perfdata, or an undetermined value
-        label = match["label"] if match["quoted"] is None else match["quoted"].replace("''", "'")
+        label = _label(match["label"], match["quoted"])
         data.append(
             PerfDatum(
                 label=label,
@@ -120,7 +143,11 @@ def parse_perfdata(text: str) -> list[PerfDatum]:
                 max=match["max"] or "",
             )
         )
-    return data
+    return Perfdata(tuple(data), tuple(unparsed))
+
+
+def _label(plain: str | None, quoted: str | None) -> str:
+    return (plain or "") if quoted is None else quoted.replace("''", "'")
 
 
 def parse_plugin_output(text: str) -> PluginOutput:
@@ -132,8 +159,13 @@ def parse_plugin_output(text: str) -> PluginOutput:
     first, _, rest = text[:MAX_OUTPUT_CHARS].partition("\n")
     summary, _, first_perf = first.partition("|")
     long_text, _, more_perf = rest.partition("|")
-    perfdata = parse_perfdata(first_perf) + parse_perfdata(more_perf)
-    return PluginOutput(summary.strip(), long_text.strip(), tuple(perfdata))
+    first_data, more_data = parse_perfdata(first_perf), parse_perfdata(more_perf)
+    return PluginOutput(
+        summary.strip(),
+        long_text.strip(),
+        first_data.data + more_data.data,
+        first_data.unparsed + more_data.unparsed,
+    )
 
 
 def plugin_status(returncode: int) -> int:
@@ -166,7 +198,9 @@ class CommandCollector:
         self.target = target
         self.check = f"{KIND}:{target.name}"
         self._clock = clock
-        self._summary = ""
+        # the plugin may echo its arguments (a password): they never reach a summary
+        self._arguments = Redactor(target.argv[1:])
+        self._unparsed_logged: set[str] = set()
 
     @classmethod
     def from_env(cls, env: Env, clock: Clock) -> Sequence[Collector]:
@@ -189,20 +223,19 @@ class CommandCollector:
             collectors.append(cls(CommandTarget(name, argv, timeout), clock))
         return collectors
 
-    def last_summary(self) -> str:
-        """The first output line (before ``|``) of the last run, or why it did not run;
-        empty before the first run."""
-        return self._summary
-
     async def collect(self) -> list[Sample]:
         result = await self._run()
-        self._summary = result.output.summary
         at = self._clock()
         labels = {"target": self.target.name}
+        output = {"output": self._shown(result.output.summary)}
         samples = [
             up_sample(KIND, self.check, result.ran and result.status != UNKNOWN, at, labels),
-            Sample(self.check, f"{KIND}.status", float(result.status), at, labels),
+            Sample(self.check, f"{KIND}.status", float(result.status), at, labels, output),
         ]
+        for label in result.output.unparsed:
+            if label not in self._unparsed_logged:  # once, not every cycle
+                self._unparsed_logged.add(label)
+                _log.warning("command_perfdata_unparsed", check=self.check, label=label[:100])
         seen: set[tuple[str, str]] = set()
         for datum in result.output.perfdata:
             if (datum.label, datum.uom) in seen:
@@ -212,9 +245,17 @@ class CommandCollector:
             samples.append(Sample(self.check, f"{KIND}.perf", datum.value, at, perf_labels))
         return samples
 
+    def _shown(self, summary: str) -> str:
+        """The plugin's first line fit for an alert: its arguments masked, cut short."""
+        shown = self._arguments.scrub(summary)
+        if len(shown) <= MAX_SUMMARY_CHARS:
+            return shown
+        return shown[: MAX_SUMMARY_CHARS - 1] + "…"
+
     async def _run(self) -> RunResult:
         program = self.target.argv[0]
         environment = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+        environment["LC_ALL"] = "C"  # decimal points in perfdata, whatever the system locale
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.target.argv,

@@ -185,8 +185,8 @@ class App:
             state_url=None if settings.state_url is None else str(settings.state_url),
             replica=self.leases.lease.holder,
         )
-        for name in self.config.unknown_variables:
-            log.warning("config_unknown_variable", variable=name)
+        for unknown in self.config.unknown_variables:
+            log.warning("config_unknown_variable", variable=unknown.name, closest=unknown.closest)
 
     def start_checks(self) -> None:
         for check, collector in self.cycle.collectors.items():

@@ -12,7 +12,7 @@ from typing import Any
 
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
-from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings
+from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
 from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
 from opswatch.notifiers import NOTIFIERS
@@ -20,7 +20,7 @@ from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.routing import META_RULE
 from opswatch.notifiers.settings import NotifySettings
-from opswatch.recovery.config import RECOVERY_PREFIX, RecoverySettings
+from opswatch.recovery.config import RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
 from opswatch.redact import register as register_secrets
 from opswatch.rules.base import Rule
@@ -37,7 +37,7 @@ class AppConfig:
     notifiers: Sequence[Notifier]
     rules: Sequence[Rule]
     repeat_interval: Mapping[Severity, float]
-    unknown_variables: Sequence[str] = field(default_factory=tuple)
+    unknown_variables: Sequence[UnknownVariable] = field(default_factory=tuple)
     notify: NotifySettings = field(default_factory=NotifySettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
@@ -66,7 +66,9 @@ class AppConfig:
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
-            "unknown_variables": list(self.unknown_variables),
+            "unknown_variables": [
+                {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
+            ],
         }
 
 
@@ -87,7 +89,11 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     configured = [
         name
         for name in sorted(COLLECTORS)
-        if name != "host" and env.raw(f"{PREFIX}{name.upper()}_TARGETS") is not None
+        if name != "host"
+        and any(
+            env.raw(f"{PREFIX}{name.upper()}_{variable}") is not None
+            for variable in ("TARGETS", "TARGETS_FILE")
+        )
     ]
     default_checks = ("host", *configured)
     settings = Settings.from_env(
@@ -113,11 +119,10 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
         Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
     }
-    plugin_prefixes = tuple(f"{PREFIX}{n.upper()}_" for n in (*COLLECTORS, *NOTIFIERS))
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
-    known = (f"{PREFIX}RULE_", f"{PREFIX}TEST_", ENV_FILE, RECOVERY_PREFIX)
-    unknown = env.unknown((*plugin_prefixes, *known))
+    # every other OPSWATCH_* name is judged by whether a getter read it
+    unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
     return AppConfig(
         settings,

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from opswatch.config import PREFIX, ConfigError, Env, Secret
+from opswatch.config import PREFIX, ConfigError, Env, Secret, refuse_control_characters
 from opswatch.model import Notification, TransitionKind
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.render import (
@@ -115,6 +115,9 @@ class EmailNotifier:
             if sender is not None or recipients:
                 raise ConfigError(URL_VAR, f"required when {FROM_VAR} or {TO_VAR} is set")
             return []
+        for variable, value in ((FROM_VAR, sender), (TO_VAR, env.raw(TO_VAR))):
+            if value is not None:  # header injection: each value is one header line
+                refuse_control_characters(variable, value)
         if sender is None or "@" not in parseaddr(sender)[1]:
             raise ConfigError(FROM_VAR, "required: the sender address, e.g. opswatch@example.com")
         if not recipients:

@@ -33,7 +33,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from opswatch.config import PREFIX, ConfigError, Env, Secret, mask_url
+from opswatch.config import (
+    PREFIX,
+    ConfigError,
+    Env,
+    Secret,
+    mask_url,
+    refuse_control_characters,
+)
 from opswatch.model import Notification, Severity
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import (
@@ -143,6 +150,7 @@ class SlackNotifier:
             return []
         if token is None:
             raise ConfigError(TOKEN_VAR, f"required when {CHANNEL_VAR} is set")
+        refuse_control_characters(TOKEN_VAR, token.reveal())  # sent in a header
         names = [c.strip() for c in (channels or "").split(",") if c.strip()]
         if not names:
             raise ConfigError(CHANNEL_VAR, f"required when {TOKEN_VAR} is set (e.g. #ops)")

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from opswatch.config import ConfigError, Env, Secret
+from opswatch.config import ConfigError, Env, Secret, refuse_control_characters
 from opswatch.model import Notification, Transition, fingerprint
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import (
@@ -197,8 +197,7 @@ def parse_headers(value: Secret | None) -> dict[str, Secret]:
             raise ConfigError(HEADERS_VAR, f"header {name} is set by opswatch itself")
         if any(existing.lower() == name.lower() for existing in headers):
             raise ConfigError(HEADERS_VAR, f"header {name} is listed twice")
-        if "\r" in header_value or "\n" in header_value:
-            raise ConfigError(HEADERS_VAR, f"header {name}: a value cannot span lines")
+        refuse_control_characters(HEADERS_VAR, header_value, f"header {name}")
         headers[name] = Secret(header_value.strip())
     return headers
 

@@ -125,7 +125,7 @@ BUILTIN: tuple[RuleSpec, ...] = (
     RuleSpec("tcp_down", "tcp.up", "<", (Level(C, 1, 1),),
              "port {target} refuses connections", for_cycles=2),
     RuleSpec("command_status", "command.status", ">", (Level(W, 0.5), Level(C, 1.5, 1.5)),
-             "{check} reports {value:.0f} (0 ok, 1 warning, 2 critical, 3 unknown)"),
+             "{check}: {output}"),
     RuleSpec("backup_missing", "file.up", "<", (Level(C, 1, 1),),
              "no file matches {target}"),
     RuleSpec("backup_stale", "file.newest_age_seconds", ">", (Level(C, 26 * 3600),),

@@ -116,7 +116,9 @@ class RuleEvaluator:
                             check=check,
                             fingerprint=fp,
                             severity=severity,
-                            summary=rule.summarize(severity, value, sample.labels, check),
+                            summary=rule.summarize(
+                                severity, value, {**sample.annotations, **sample.labels}, check
+                            ),
                             value=value,
                             labels=sample.labels,
                         )
