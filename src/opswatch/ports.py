@@ -37,6 +37,14 @@ class LeaseError(Exception):
     """The lease backend did not answer. The message names no secret."""
 
 
+class OutageReport(Protocol):
+    """Where a writer reports that the state store failed it, and that it works again."""
+
+    def failed(self, error: str) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
 class AlertStore(Protocol):
     """Alerts and their history: what the commit path writes and the API reads."""
 

@@ -67,12 +67,12 @@ class App:
         self.evaluator = RuleEvaluator(config.rules)
         self.tracker = AlertTracker(config.repeat_interval)
         self.retry_policy = retry_policy or RetryPolicy()
-        self.outbox = self.new_outbox(config)
-        self.scheduler = Scheduler(self.timing)
-        self.systemd = systemd or SystemdNotifier(None)
         self._crashed = False
         self._stop_requested = asyncio.Event()
         self.outage = StoreOutage(clock, config.settings.state_give_up_after, self._give_up)
+        self.outbox = self.new_outbox(config)
+        self.scheduler = Scheduler(self.timing)
+        self.systemd = systemd or SystemdNotifier(None)
         self.checks = CheckBoard(
             [c.check for c in config.collectors],
             self.timing,
@@ -144,6 +144,7 @@ class App:
             self.retry_policy,
             self._clock,
             options=config.notify.delivery,
+            outage=self.outage,
         )
 
     # -- lifecycle -------------------------------------------------------------------------

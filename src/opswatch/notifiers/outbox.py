@@ -61,7 +61,7 @@ from opswatch.notifiers.render import (
     is_fallback,
     merge,
 )
-from opswatch.ports import OutboxStore
+from opswatch.ports import OutageReport, OutboxStore
 from opswatch.retrying import log_retries
 
 log = structlog.get_logger(__name__)
@@ -165,8 +165,12 @@ class Outbox:
         *,
         sleep: Sleep = asyncio.sleep,
         options: DeliveryOptions | None = None,
+        outage: OutageReport | None = None,
     ) -> None:
         self._store = store
+        #: where a store that fails a pass is reported (the daemon's StoreOutage)
+        self._outage = outage
+        self._store_failing = False
         self._notifiers = dict(notifiers)
         self._policy = policy or RetryPolicy()
         self._clock = clock
@@ -211,7 +215,12 @@ class Outbox:
             async with asyncio.TaskGroup() as workers:
                 while not self._stopping:
                     self._wake.clear()
-                    for channel in (*self._notifiers, *await self._unconfigured_due()):
+                    try:
+                        unconfigured = await self._unconfigured_due()
+                    except Exception as exc:  # noqa: BLE001 - any store driver's outage; logged there
+                        self._store_failed(exc)
+                        unconfigured = []
+                    for channel in (*self._notifiers, *unconfigured):
                         if channel not in served:
                             served.add(channel)
                             workers.create_task(self._serve(channel), name=f"outbox:{channel}")
@@ -231,16 +240,40 @@ class Outbox:
         """One channel's delivery task: a pass, then sleep until woken or until the channel's
         next row is due."""
         wake = self._channel_wakes.setdefault(channel, asyncio.Event())
+        failures = 0
         while not self._stopping:
             wake.clear()
-            finished = await self._pass(channel)
-            if self._stopping:
-                break
-            timeout = await self._seconds_until_next_due(channel)
-            if timeout is not None and finished == 0:
-                timeout = max(timeout, _IDLE_FLOOR_S)
+            try:
+                finished = await self._pass(channel)
+                if self._stopping:
+                    break
+                timeout = await self._seconds_until_next_due(channel)
+            except Exception as exc:  # noqa: BLE001 - a store outage (logged): retry later
+                failures += 1
+                self._store_failed(exc)
+                timeout = min(self._policy.row_backoff_base, 2.0 ** min(failures, 5))
+            else:
+                if failures:
+                    failures = 0
+                    self._store_recovered()
+                if timeout is not None and finished == 0:
+                    timeout = max(timeout, _IDLE_FLOOR_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
+
+    def _store_failed(self, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if not self._store_failing:  # one line per outage, not per channel and pass
+            self._store_failing = True
+            log.warning("outbox_store_failed", error=error, exc_info=True)
+        if self._outage is not None:
+            self._outage.failed(error)
+
+    def _store_recovered(self) -> None:
+        if self._store_failing:
+            self._store_failing = False
+            if self._outage is not None:
+                self._outage.succeeded()
 
     async def _pass(self, channel: str) -> int:
         """One pass over ``channel``'s due rows (with its older pending ones, in order);
@@ -277,6 +310,8 @@ class Outbox:
                 self._cancel_run()
                 raise
             log.warning("outbox_flush_timeout", deadline_s=deadline_s)
+        except Exception as exc:  # noqa: BLE001 - a store outage (logged): rows stay pending
+            self._store_failed(exc)
         except BaseException:
             self._cancel_run()
             raise
