@@ -14,11 +14,14 @@ from opswatch.model import (
     BudgetState,
     CheckStatus,
     Health,
+    Matcher,
+    MatchOp,
     Notification,
     NotificationKind,
     RecoveryResult,
     Sample,
     Severity,
+    Silence,
     Transition,
     TransitionKind,
 )
@@ -197,3 +200,31 @@ def budget_state_to_json(state: BudgetState) -> JSON:
         "left": state.allowed,
         "next_trial_at": _time(state.next_trial_at),
     }
+
+
+def silence_to_json(silence: Silence) -> JSON:
+    return {
+        "id": silence.id,
+        "matchers": [
+            {"name": m.name, "op": m.op.value, "value": m.value} for m in silence.matchers
+        ],
+        "starts_at": silence.starts_at.isoformat(),
+        "ends_at": silence.ends_at.isoformat(),
+        "created_by": silence.created_by,
+        "comment": silence.comment,
+        "created_at": silence.created_at.isoformat(),
+        "updated_at": silence.updated_at.isoformat(),
+    }
+
+
+def silence_from_json(data: JSON) -> Silence:
+    return Silence(
+        id=data["id"],
+        matchers=tuple(Matcher(m["name"], MatchOp(m["op"]), m["value"]) for m in data["matchers"]),
+        starts_at=_required_time(data["starts_at"]),
+        ends_at=_required_time(data["ends_at"]),
+        created_by=data["created_by"],
+        comment=data["comment"],
+        created_at=_required_time(data["created_at"]),
+        updated_at=_required_time(data["updated_at"]),
+    )

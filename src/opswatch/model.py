@@ -244,3 +244,40 @@ class BudgetState:
     state: str  # closed | open | half-open
     trial: bool = False
     next_trial_at: datetime | None = None
+
+
+class MatchOp(StrEnum):
+    """How a silence's matcher compares: equal, not equal, fully anchored regex, its negation."""
+
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """``name op value``: ``name`` is ``rule``, ``check`` or a label's name."""
+
+    name: str
+    op: MatchOp
+    value: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}{self.op.value}{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Mutes the alerts that all its matchers match from ``starts_at`` until ``ends_at``
+    (:mod:`opswatch.alerts.silences`)."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    created_at: datetime
+    updated_at: datetime

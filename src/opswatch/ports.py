@@ -18,6 +18,7 @@ from opswatch.model import (
     Notification,
     OutboxItem,
     RecoveryResult,
+    Silence,
     Transition,
 )
 
@@ -126,6 +127,18 @@ class RecoveryStore(AlertStore, RunStore, EvidenceStore, Protocol):
     """Everything recovery keeps and reads (its runs, evidence, the alerts' history)."""
 
 
+class SilenceStore(Protocol):
+    """Silences (:mod:`opswatch.alerts.silences`): every replica reads the same ones."""
+
+    async def silence_save(self, silence: Silence) -> None:
+        """Insert ``silence`` or replace the one with its id."""
+        ...
+
+    async def silences(self, ending_after: datetime) -> list[Silence]:
+        """The silences that end after ``ending_after``, by id."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -134,7 +147,7 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, Protocol):
+class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, Protocol):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...

@@ -18,10 +18,13 @@ from opswatch.model import (
     Alert,
     AlertState,
     CycleRecord,
+    Matcher,
+    MatchOp,
     Notification,
     RecoveryOutcome,
     RecoveryResult,
     Severity,
+    Silence,
     Transition,
     TransitionKind,
     fingerprint,
@@ -364,6 +367,7 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_leases",
         "opswatch_recovery_runs",
         "opswatch_evidence",
+        "opswatch_silences",
     }
 
 
@@ -562,3 +566,42 @@ async def test_an_idle_shared_outbox_still_looks_for_rows_now_and_then(
         assert await store.outbox_next_due() == NOW
     finally:
         await store.close()
+
+
+# -- silences --------------------------------------------------------------------------------
+
+
+async def test_silences_are_kept_replaced_by_id_and_read_by_their_end(
+    make_store: StoreFactory,
+) -> None:
+    later = Silence(
+        id="b",
+        matchers=(
+            Matcher("check", MatchOp.REGEX, "postgres:.*"),
+            Matcher("rule", MatchOp.EQUAL, "x"),
+        ),
+        starts_at=NOW,
+        ends_at=NOW + timedelta(hours=2),
+        created_by="ana",
+        comment="upgrade",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    sooner = replace(later, id="a", ends_at=NOW + timedelta(hours=1))
+    store = make_store()
+    await store.open()
+    try:
+        await store.silence_save(later)
+        await store.silence_save(sooner)
+        assert await store.silences(NOW) == [sooner, later]
+        assert await store.silences(NOW + timedelta(minutes=90)) == [later]
+        changed = replace(later, comment="longer", ends_at=NOW + timedelta(hours=3))
+        await store.silence_save(changed)
+    finally:
+        await store.close()
+    reopened = make_store()  # a restart (or another replica) sees them
+    await reopened.open()
+    try:
+        assert await reopened.silences(NOW) == [sooner, changed]
+    finally:
+        await reopened.close()

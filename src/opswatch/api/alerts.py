@@ -5,13 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from opswatch.api.requests import limit
-from opswatch.api.services import ALERTS, STORE
+from opswatch.api.services import ALERTS, SILENCES, STORE
 from opswatch.codec import alert_to_json, transition_to_json
 
 
 async def active(request: web.Request) -> web.Response:
     alerts = request.app[ALERTS].active()
-    return web.json_response({"alerts": [alert_to_json(a) for a in alerts]})
+    silences = request.app[SILENCES]
+    now = silences.now()
+    answer = [{**alert_to_json(a), "silenced_by": silences.muter.muting(a, now)} for a in alerts]
+    return web.json_response({"alerts": answer})
 
 
 async def history(request: web.Request) -> web.Response:

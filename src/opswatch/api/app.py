@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, recovery
+from opswatch.api import alerts, checks, recovery, silences
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.requests import MAX_BODY
@@ -54,6 +54,16 @@ ROUTES: tuple[Route, ...] = (
         Scope.WRITE,
         "run a binding's action now",
     ),
+    Route("GET", "/api/v1/silences", silences.listed, Scope.READ, "active, pending, expired 24 h"),
+    Route(
+        "POST",
+        "/api/v1/silences",
+        silences.create,
+        Scope.WRITE,
+        "create a silence (?dry_run=1: the alerts it would match)",
+    ),
+    Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
+    Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
 )
 
 

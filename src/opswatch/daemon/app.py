@@ -10,6 +10,7 @@ check is :class:`~opswatch.daemon.cycle.CheckCycle`; what the daemon knows of it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.silences import Silences
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
@@ -31,6 +33,7 @@ from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.model import Alert, Clock, utcnow
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
+from opswatch.notifiers.pipeline import NotifyPipeline
 from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Verify
@@ -81,8 +84,10 @@ class App:
             on_ready=self.systemd.ready,
             outage=self.outage,
         )
+        # the silences' muter, kept across reloads (daemon/reload.py)
+        self.silences = Silences(self.store, clock)
         self.book = AlertBook(
-            self.store, self.tracker, config.notify.pipeline(), self._wake_outbox, self.outage
+            self.store, self.tracker, self.pipeline(config), self._wake_outbox, self.outage
         )
         self.recovery = RecoveryRunner(
             config.recovery,
@@ -121,7 +126,12 @@ class App:
             clock=clock,
         )
         self.services = Services(
-            self.checks, self.tracker, self.store, self.remediation, lambda: self.outbox
+            self.checks,
+            self.tracker,
+            self.store,
+            self.remediation,
+            lambda: self.outbox,
+            self.silences,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -133,6 +143,10 @@ class App:
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
+
+    def pipeline(self, config: AppConfig) -> NotifyPipeline:
+        """The notify pipeline of ``config``, muted by the silences."""
+        return dataclasses.replace(config.notify.pipeline(), muter=self.silences.muter)
 
     def _wake_outbox(self) -> None:
         self.outbox.wake()  # the one in use: a reload replaces it
@@ -156,6 +170,7 @@ class App:
         if not await open_when_reachable(self.store, self.outage, stop, interval):
             return None
         await self.leases.lease.open()
+        await self.silences.load()
         active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over

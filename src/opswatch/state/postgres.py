@@ -51,6 +51,8 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    silence_from_json,
+    silence_to_json,
     transition_from_json,
     transition_to_json,
 )
@@ -61,6 +63,7 @@ from opswatch.model import (
     OutboxItem,
     RecoveryOutcome,
     RecoveryResult,
+    Silence,
     Transition,
 )
 from opswatch.ports import LeaseError, StoreError, UnusableStateError
@@ -141,6 +144,15 @@ MIGRATIONS: tuple[str, ...] = (
         data text NOT NULL
     );
     CREATE INDEX opswatch_evidence_fingerprint ON opswatch_evidence (fingerprint, id);
+    """,
+    # 3: silences (alerts/silences.py)
+    """
+    CREATE TABLE opswatch_silences (
+        id text PRIMARY KEY,
+        ends_at timestamptz NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX opswatch_silences_ends_at ON opswatch_silences (ends_at);
     """,
 )
 
@@ -407,6 +419,23 @@ class PostgresStore:
                 limit,
             )
         return [transition_from_json(json.loads(row[0])) for row in rows]
+
+    # -- silences (see alerts/silences.py) --------------------------------------------------
+
+    async def silence_save(self, silence: Silence) -> None:
+        await self.pool.execute(
+            "INSERT INTO opswatch_silences (id, ends_at, data) VALUES ($1, $2, $3) "
+            "ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data",
+            silence.id,
+            silence.ends_at,
+            json.dumps(silence_to_json(silence)),
+        )
+
+    async def silences(self, ending_after: datetime) -> list[Silence]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_silences WHERE ends_at > $1 ORDER BY id", ending_after
+        )
+        return [silence_from_json(json.loads(row[0])) for row in rows]
 
     # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
 

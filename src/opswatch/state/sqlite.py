@@ -25,6 +25,8 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    silence_from_json,
+    silence_to_json,
     transition_from_json,
     transition_to_json,
 )
@@ -35,6 +37,7 @@ from opswatch.model import (
     OutboxItem,
     RecoveryOutcome,
     RecoveryResult,
+    Silence,
     Transition,
 )
 from opswatch.ports import StoreError, UnusableStateError
@@ -95,6 +98,15 @@ _MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     CREATE INDEX evidence_fingerprint ON evidence (fingerprint, id);
+    """,
+    # 3: silences (alerts/silences.py)
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        ends_at_epoch REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends_at ON silences (ends_at_epoch);
     """,
 )
 
@@ -183,6 +195,29 @@ class SQLiteStore:
                     (fingerprint, limit),
                 ).fetchall()
             return [transition_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- silences (see alerts/silences.py) --------------------------------------------------
+
+    async def silence_save(self, silence: Silence) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO silences (id, ends_at_epoch, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET ends_at_epoch = excluded.ends_at_epoch, "
+                "data = excluded.data",
+                (silence.id, silence.ends_at.timestamp(), json.dumps(silence_to_json(silence))),
+            )
+
+        await self._call(write)
+
+    async def silences(self, ending_after: datetime) -> list[Silence]:
+        def read(db: sqlite3.Connection) -> list[Silence]:
+            rows = db.execute(
+                "SELECT data FROM silences WHERE ends_at_epoch > ? ORDER BY id",
+                (ending_after.timestamp(),),
+            ).fetchall()
+            return [silence_from_json(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
