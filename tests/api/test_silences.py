@@ -39,7 +39,7 @@ class Api:
         self.app = App(config, clock=self.clock)
         await self.app.open()
         await self.app.api.start()
-        self.app._serving = True  # noqa: SLF001 - stop() stops the API too
+        self.app._serving = True
         return self.app
 
     async def stop(self) -> None:
