@@ -57,6 +57,7 @@ def alert_to_json(alert: Alert) -> JSON:
         "last_notified_at": _time(alert.last_notified_at),
         "acked_by": alert.acked_by,
         "escalated": alert.escalated,
+        "notified": alert.notified,
     }
 
 
@@ -76,6 +77,7 @@ def alert_from_json(data: JSON) -> Alert:
         last_notified_at=_parse_time(data["last_notified_at"]),
         acked_by=data["acked_by"],
         escalated=bool(data.get("escalated", False)),  # absent in rows of 0.1.0
+        notified=bool(data.get("notified", True)),  # absent before silences
     )
 
 

@@ -121,6 +121,10 @@ class Alert:
     #: raised one step because its recovery failed: a finding at or below this severity
     #: keeps it (only a higher one changes it) until the alert resolves
     escalated: bool = False
+    #: False while its firing was muted by a silence and so never notified: the first run
+    #: the silence lets it through notifies it (a FIRED), and its resolution before that
+    #: notifies nobody
+    notified: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,19 +124,28 @@ class AlertTracker:
         return self._put(dataclasses.replace(alert, acked_by=by))
 
     def update(
-        self, evaluation: Evaluation, now: datetime, *, remediating: Collection[str] = ()
+        self,
+        evaluation: Evaluation,
+        now: datetime,
+        *,
+        remediating: Collection[str] = (),
+        muted: Callable[[Alert], bool] = lambda alert: False,
     ) -> list[Transition]:
         """Apply one run's evaluation; returns the transitions in a stable order: one per
         finding that fired, changed severity or is due a reminder, then one per resolution.
 
         ``remediating``: fingerprints whose recovery is in progress: a run that no longer
         finds them does not resolve them (the recovery's verification does, see
-        :meth:`recovered`)."""
+        :meth:`recovered`).
+
+        ``muted``: whether a silence mutes an alert now. A firing it mutes is kept
+        ``notified=False`` (no reminders); the first run it no longer mutes the alert gives a
+        FIRED again, notified like a new firing (see :meth:`_unmuted`)."""
         transitions: list[Transition] = []
         found: set[str] = set()
         for finding in evaluation.findings:
             found.add(finding.fingerprint)
-            transition = self._apply(finding, now)
+            transition = self._apply(finding, now, muted)
             if transition is not None:
                 transitions.append(transition)
 
@@ -162,24 +171,25 @@ class AlertTracker:
             )
         return transitions
 
-    def _apply(self, finding: Finding, now: datetime) -> Transition | None:
+    def _apply(
+        self, finding: Finding, now: datetime, muted: Callable[[Alert], bool]
+    ) -> Transition | None:
         alert = self._active.get(finding.fingerprint)
         if alert is None:
-            fired = self._put(
-                Alert(
-                    fingerprint=finding.fingerprint,
-                    rule=finding.rule,
-                    check=finding.check,
-                    labels=finding.labels,
-                    state=AlertState.FIRING,
-                    severity=finding.severity,
-                    summary=finding.summary,
-                    value=finding.value,
-                    started_at=now,
-                    last_seen_at=now,
-                    last_notified_at=now,
-                )
+            new = Alert(
+                fingerprint=finding.fingerprint,
+                rule=finding.rule,
+                check=finding.check,
+                labels=finding.labels,
+                state=AlertState.FIRING,
+                severity=finding.severity,
+                summary=finding.summary,
+                value=finding.value,
+                started_at=now,
+                last_seen_at=now,
+                last_notified_at=now,
             )
+            fired = self._put(dataclasses.replace(new, notified=not muted(new)))
             return Transition(fired, TransitionKind.FIRED, now)
 
         seen = dataclasses.replace(
@@ -190,6 +200,8 @@ class AlertTracker:
             value=finding.value,
             last_seen_at=now,
         )
+        if not alert.notified and not muted(seen):
+            return self._unmuted(seen, now)
         severity = finding.severity
         if alert.escalated and severity.rank <= alert.severity.rank:
             severity = alert.severity  # an escalated alert keeps its raised severity
@@ -213,6 +225,18 @@ class AlertTracker:
             return Transition(reminded, TransitionKind.REMINDER, now, previous_state=alert.state)
         self._put(seen)
         return None
+
+    def _unmuted(self, alert: Alert, now: datetime) -> Transition:
+        """The silence that muted ``alert``'s firing ended while it still fires: a FIRED now,
+        so that it is notified (and remediated) as a firing the channels never heard of."""
+        fired = self._put(dataclasses.replace(alert, notified=True, last_notified_at=now))
+        return Transition(
+            fired,
+            TransitionKind.FIRED,
+            now,
+            previous_state=alert.state,
+            note="its firing was silenced until now",
+        )
 
     # -- recovery (see recovery/runner.py): FIRING -> REMEDIATING -> RESOLVED or ESCALATED --
 
@@ -277,7 +301,7 @@ class AlertTracker:
 
     def _reminder_due(self, alert: Alert, now: datetime) -> bool:
         interval = self._repeat.get(alert.severity)
-        if interval is None or alert.acked_by is not None:
+        if interval is None or alert.acked_by is not None or not alert.notified:
             return False
         if alert.state is AlertState.REMEDIATING:  # its outcome will be notified
             return False

@@ -149,7 +149,13 @@ class CheckCycle:
         now = self._clock()
         evaluation = self._evaluator.evaluate(check, samples)
         remediation = self._remediation
-        transitions = self._tracker.update(evaluation, now, remediating=remediation.in_progress)
+        muter = self._book.pipeline.muter
+        transitions = self._tracker.update(
+            evaluation,
+            now,
+            remediating=remediation.in_progress,
+            muted=lambda alert: muter.muted(alert, now),
+        )
         self._evaluations[check] = evaluation
         # evidence for fired alerts; bound ones become REMEDIATING (their FIRED may be held)
         transitions, notify, claims = await remediation.intake(transitions)

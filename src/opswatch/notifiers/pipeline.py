@@ -1,8 +1,10 @@
 """From transitions to outbox rows, in named stages: mute -> route -> render.
 
-* **mute**: a :class:`Muter` says which alerts are not to be notified now (silences and
-  maintenance windows plug in here; until then :class:`NothingMuted`). The recovery runner
-  asks the same muter before it acts.
+* **mute**: a :class:`Muter` says which alerts are not to be notified now (silences,
+  :class:`opswatch.alerts.silences.SilenceMuter`; without any, :class:`NothingMuted`). The
+  recovery runner asks the same muter before it acts. A resolution whose firing was never
+  notified (``Alert.notified`` false: muted) notifies nobody; one inside a silence still
+  reaches the channels its firing was notified to.
 * **route**: each transition goes to the channels of its severity's route, a resolution to the
   channels its firing reached (:func:`opswatch.notifiers.routing.plan`).
 * **render**: one notification per channel and group (:func:`opswatch.notifiers.render.render`).
@@ -50,10 +52,19 @@ class NotifyPipeline:
         self, store: RouteStore, transitions: Sequence[Transition], now: datetime
     ) -> list[Row]:
         """One commit's transitions as outbox rows: one message per channel and group."""
-        audible = self.mute(transitions, now)
+        heard = [
+            t for t in transitions if t.kind is not TransitionKind.RESOLVED or t.alert.notified
+        ]
+        audible = self.mute(heard, now)
+        resolved = [t for t in heard if t.kind is TransitionKind.RESOLVED and t not in audible]
+        if not audible and not resolved:
+            return []
+        notified = await self.notified(store, [*audible, *resolved])
+        # a resolution inside a silence reaches the channels its firing was notified to
+        audible += [t for t in resolved if notified.get(t.alert.fingerprint)]
+        audible.sort(key=transitions.index)
         if not audible:
             return []
-        notified = await self.notified(store, audible)
         rows: list[Row] = []
         for channels, group in plan(audible, self.routes, notified):
             notification = render(group, now, self.render)
