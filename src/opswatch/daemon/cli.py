@@ -1,5 +1,5 @@
-"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status`` and
-``recover``.
+"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
+``recover`` and ``silence`` (:mod:`opswatch.daemon.silence_cli`).
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from opswatch import __version__
 from opswatch.config import ConfigError
+from opswatch.daemon import silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    silence_cli.add_parser(sub)
     return parser
 
 
@@ -91,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))
+        if command == "silence":
+            url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
+            code, text = silence_cli.run(args, url, config.api_token)
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
+            return code
         if command == "test-notify":
             return _test_notify(config, args.channel)
         if command == "recover":
