@@ -6,15 +6,18 @@ as the empty string; a silence mutes an alert that *all* its matchers match whil
 ``starts_at <= now < ends_at``. Expiring one sets its end to now.
 
 :class:`SilenceMuter` is the :class:`~opswatch.notifiers.pipeline.Muter` of the silences in
-memory, loaded from the store (:class:`~opswatch.ports.SilenceStore`) at start and refreshed
-from it (so every replica sees the silences any replica created).
+memory, loaded from the store (:class:`~opswatch.ports.SilenceStore`) at start; with replicas
+on one PostgreSQL store, reloaded from it every check interval (:meth:`Silences.follow`), so
+every replica sees the silences any replica created. The replica that serves an API call
+updates its memory at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -182,6 +185,30 @@ class Silences:
 
     async def load(self) -> None:
         await self.muter.refresh(self.store, self._clock())
+
+    async def follow(
+        self,
+        every: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Reload the silences from the store every ``every()`` seconds, for ever: replicas
+        on one PostgreSQL store see each other's silences within a check interval. A store
+        that fails keeps the silences in memory (``silences_refresh_failed`` per failed
+        refresh, with a traceback for the first of an outage)."""
+        failing = False
+        while True:
+            await sleep(every())
+            try:
+                await self.load()
+            except Exception as exc:  # a store outage: the outage's own reports say more
+                log.warning(
+                    "silences_refresh_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=not failing,  # one traceback per outage
+                )
+                failing = True
+            else:
+                failing = False
 
     async def create(
         self,

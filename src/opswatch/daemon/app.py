@@ -188,6 +188,8 @@ class App:
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
         self.spawn(self._heartbeat(), "heartbeat")
+        if self.replicas.shared:  # other replicas' silences, every interval
+            self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings
