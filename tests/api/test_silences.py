@@ -128,6 +128,8 @@ async def test_a_dry_run_lists_the_alerts_it_would_match_and_creates_nothing(
     assert [a["labels"]["mountpoint"] for a in answer["alerts"]] == ["/srv"]
     _, listed = await api.call("GET", "/api/v1/silences")
     assert listed["silences"] == []
+    status, text = await api.call("POST", "/api/v1/silences?dry_run=maybe", _body(clock, "rule=x"))
+    assert (status, text) == (400, "dry_run: expected 1 or 0")
 
 
 async def test_expiring_a_silence_ends_it_now_and_it_stays_listed_a_day(

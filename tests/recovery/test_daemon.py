@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from tenacity import wait_none
 
+from opswatch.alerts.silences import parse_matcher
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import (
@@ -26,6 +27,7 @@ from opswatch.model import (
     Severity,
     Transition,
     TransitionKind,
+    utcnow,
 )
 from opswatch.recovery.base import CommandResult
 from opswatch.recovery.runner import RecoveryPolicy
@@ -515,5 +517,40 @@ async def test_a_muted_alert_is_neither_notified_nor_remediated(
         assert commands.calls == []
         (run,) = await daemon.store.recovery_history(10)
         assert run.outcome is RecoveryOutcome.SKIPPED_SILENCED
+    finally:
+        await daemon.stop()
+
+
+async def test_a_silenced_alert_is_remediated_only_once_its_silence_is_expired(
+    target: Receiver, tmp_path: Path
+) -> None:
+    commands = Restarter(target)
+    env = environ(
+        tmp_path / "s.sqlite3",
+        target.url,
+        OPSWATCH_RECOVERY_HTTP_DOWN_API="command:/usr/local/bin/restart-api",
+        OPSWATCH_RECOVERY_ALLOW="/usr/local/bin/restart-api",
+    )
+    daemon = app(env, commands)
+    await daemon.open()
+    try:
+        silence = await daemon.silences.create(
+            [parse_matcher("rule=http_down")], utcnow() + timedelta(hours=1), "ana", "deploy"
+        )
+        await target.stop()
+        await fire(daemon)
+        await daemon.remediation.wait()
+        assert commands.calls == []
+        assert await notifications(daemon) == []
+
+        await daemon.silences.expire(silence, by="ana")
+        [again] = await daemon.cycle.run(CHECK)
+        assert (again.kind, again.note) == (
+            TransitionKind.FIRED,
+            "its firing was silenced until now",
+        )
+        await daemon.remediation.wait()
+        assert len(commands.calls) == 1
+        assert kinds(await notifications(daemon))[0] == ["fired"]
     finally:
         await daemon.stop()

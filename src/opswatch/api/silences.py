@@ -43,7 +43,7 @@ async def create(request: web.Request) -> web.Response:
     comment = _text(body.get("comment"), "comment")
     if ends_at is None:
         raise web.HTTPBadRequest(text="ends_at: required")
-    if request.query.get("dry_run", "0") not in ("0", ""):
+    if _dry_run(request):
         hit = [a for a in request.app[ALERTS].active() if matches_all(matchers, a)]
         return web.json_response({"dry_run": True, "alerts": [alert_to_json(a) for a in hit]})
     try:
@@ -89,6 +89,13 @@ async def _found(silences: Silences, request: web.Request) -> Silence:
     if silence is None:
         raise web.HTTPNotFound(text=f"no silence {silence_id!r}")
     return silence
+
+
+def _dry_run(request: web.Request) -> bool:
+    raw = request.query.get("dry_run", "0").lower()
+    if raw not in ("0", "1", "true", "false"):
+        raise web.HTTPBadRequest(text="dry_run: expected 1 or 0")
+    return raw in ("1", "true")
 
 
 def _matchers(value: Any) -> list[Matcher]:
