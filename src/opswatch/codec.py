@@ -54,6 +54,10 @@ def alert_to_json(alert: Alert) -> JSON:
         "last_notified_at": _time(alert.last_notified_at),
         "acked_by": alert.acked_by,
         "escalated": alert.escalated,
+        "ack_comment": alert.ack_comment,
+        "acked_at": _time(alert.acked_at),
+        "ack_expires_at": _time(alert.ack_expires_at),
+        "ack_sticky": alert.ack_sticky,
     }
 
 
@@ -73,6 +77,11 @@ def alert_from_json(data: JSON) -> Alert:
         last_notified_at=_parse_time(data["last_notified_at"]),
         acked_by=data["acked_by"],
         escalated=bool(data.get("escalated", False)),  # absent in rows of 0.1.0
+        # the ack's details are absent in rows written before operator acks existed
+        ack_comment=data.get("ack_comment"),
+        acked_at=_parse_time(data.get("acked_at")),
+        ack_expires_at=_parse_time(data.get("ack_expires_at")),
+        ack_sticky=bool(data.get("ack_sticky", False)),
     )
 
 

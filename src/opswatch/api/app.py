@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, recovery
+from opswatch.api import alerts, checks, operator, recovery
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.requests import MAX_BODY
@@ -44,6 +44,27 @@ ROUTES: tuple[Route, ...] = (
         alerts.evidence,
         Scope.READ,
         "snapshots taken when the alert fired",
+    ),
+    Route(
+        "POST",
+        "/api/v1/alerts/{fingerprint}/ack",
+        operator.ack,
+        Scope.WRITE,
+        "acknowledge an active alert (author, comment, expires_at or duration, sticky)",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/alerts/{fingerprint}/ack",
+        operator.unack,
+        Scope.WRITE,
+        "remove an alert's acknowledgement",
+    ),
+    Route(
+        "POST",
+        "/api/v1/alerts/{fingerprint}/resolve",
+        operator.resolve,
+        Scope.WRITE,
+        "resolve an active alert by hand (author, comment)",
     ),
     Route("GET", "/api/v1/recovery/actions", recovery.actions, Scope.READ, "bindings, budgets"),
     Route("GET", "/api/v1/recovery/history", recovery.history, Scope.READ, "recovery runs"),

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from opswatch.alerts.operator import Operator
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.model import Alert, CheckStatus, Health
 from opswatch.notifiers.outbox import Outbox
@@ -46,6 +47,8 @@ class Services:
     recovery: Remediation
     #: the outbox in use (a reload replaces it)
     outbox: Callable[[], Outbox]
+    #: operator actions on alerts (ack, unack, resolve); ``None``: the routes answer 503
+    operator: Operator | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -53,6 +56,7 @@ ALERTS: web.AppKey[AlertReads] = web.AppKey("alerts")
 STORE: web.AppKey[StateStore] = web.AppKey("store")
 RECOVERY: web.AppKey[Remediation] = web.AppKey("recovery")
 OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
+OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -61,6 +65,7 @@ def install(app: web.Application, services: Services) -> None:
     app[STORE] = services.store
     app[RECOVERY] = services.recovery
     app[OUTBOX] = services.outbox
+    app[OPERATOR] = services.operator
 
 
 class MetricsView:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.operator import Operator
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
@@ -121,7 +122,12 @@ class App:
             clock=clock,
         )
         self.services = Services(
-            self.checks, self.tracker, self.store, self.remediation, lambda: self.outbox
+            self.checks,
+            self.tracker,
+            self.store,
+            self.remediation,
+            lambda: self.outbox,
+            operator=Operator(self.book, clock),
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from opswatch.model import Alert, Notification, Transition, TransitionKind
+from opswatch.model import UNNOTIFIED_KINDS, Alert, Notification, Transition, TransitionKind
 from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.routing import RouteTable, plan
 from opswatch.ports import RouteStore
@@ -49,8 +49,10 @@ class NotifyPipeline:
     async def rows(
         self, store: RouteStore, transitions: Sequence[Transition], now: datetime
     ) -> list[Row]:
-        """One commit's transitions as outbox rows: one message per channel and group."""
-        audible = self.mute(transitions, now)
+        """One commit's transitions as outbox rows: one message per channel and group.
+        History-only transitions (an operator's ack or unack) are sent nowhere."""
+        told = [t for t in transitions if t.kind not in UNNOTIFIED_KINDS]
+        audible = self.mute(told, now)
         if not audible:
             return []
         notified = await self.notified(store, audible)
