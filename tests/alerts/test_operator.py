@@ -3,6 +3,7 @@ through the commit path into a real SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -33,6 +34,7 @@ from tests.conftest import ManualClock
 
 W, C = Severity.WARNING, Severity.CRITICAL
 CYCLE = 30
+WAIT_S = 10.0
 
 
 def test_an_ack_holds_back_reminders_and_records_who_and_why(clock: ManualClock) -> None:
@@ -236,7 +238,7 @@ def _operator(store: SQLiteStore, alerts: AlertTracker, clock: ManualClock) -> O
     routes = RouteTable((CHANNEL,), {s: frozenset({CHANNEL}) for s in Severity})
     outage = StoreOutage(utcnow, 3600.0, lambda: None)
     book = AlertBook(store, alerts, NotifyPipeline(routes), lambda: None, outage)
-    return Operator(book, clock)
+    return Operator(book, clock, busy_wait_s=0.0)
 
 
 async def test_ack_and_unack_are_stored_in_history_and_notified_nowhere(
@@ -288,3 +290,41 @@ async def test_a_manual_resolve_is_stored_and_notified_to_the_firings_channels(
         (CHANNEL, TransitionKind.RESOLVED),
     ]
     assert "resolved by alice: false alarm" in items[1].notification.text
+
+
+async def test_an_alert_its_run_has_not_committed_yet_is_refused_as_busy_after_the_wait(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    """A run fired the alert and awaits evidence before its commit: an ack now must not write
+    the run's half-made alert; it is refused, and accepted once the run committed."""
+    alerts = tracker()
+    operator = _operator(store, alerts, clock)
+    (fired,) = alerts.update(run(finding(C)), clock.now)
+    assert (await operator.ack(DISK_FP, "alice")).outcome is Outcome.BUSY
+    assert (await operator.resolve(DISK_FP, "alice")).outcome is Outcome.BUSY
+    assert await store.load_active() == []
+    assert await store.history() == []
+    assert await operator._book.commit("host", [fired], clock.now)
+    assert (await operator.ack(DISK_FP, "alice")).outcome is Outcome.DONE
+    assert [t.kind for t in await store.history()] == [
+        TransitionKind.ACKNOWLEDGED,
+        TransitionKind.FIRED,
+    ]
+
+
+async def test_an_action_on_a_busy_alert_waits_for_the_runs_commit(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    alerts = tracker()
+    operator = _operator(store, alerts, clock)
+    waiting = Operator(operator._book, clock, busy_wait_s=WAIT_S)
+    (fired,) = alerts.update(run(finding(C)), clock.now)
+    acking = asyncio.create_task(waiting.ack(DISK_FP, "alice"))
+    await asyncio.sleep(0)  # the ack is waiting now
+    assert not acking.done()
+    assert await operator._book.commit("host", [fired], clock.now)
+    assert (await asyncio.wait_for(acking, WAIT_S)).outcome is Outcome.DONE
+    assert [t.kind for t in await store.history()] == [
+        TransitionKind.ACKNOWLEDGED,
+        TransitionKind.FIRED,
+    ]

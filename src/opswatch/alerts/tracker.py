@@ -74,6 +74,11 @@ class AlertTracker:
         """The active alert with ``fingerprint``, if any."""
         return self._active.get(fingerprint)
 
+    def pending(self, fingerprint: str) -> bool:
+        """Whether ``fingerprint`` has changes not yet taken for a write (a check's run between
+        its update and its commit): an operator action waits for that commit."""
+        return any(key[0] == fingerprint for key in self._changed)
+
     def take(self, fingerprints: Collection[str] | None = None) -> Changes:
         """The changes of the alerts with ``fingerprints`` (default: all), latest version of
         each in the order first changed, then forget them. Changes of other alerts stay for

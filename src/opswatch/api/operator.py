@@ -1,6 +1,7 @@
 """``/api/v1/alerts/{fingerprint}/ack`` (POST, DELETE) and ``.../resolve`` (POST): operator
 actions, write scope. Bodies are JSON objects; a bad one answers 400 with one line naming the
-field, an unknown (or no longer active) fingerprint 404, a refused store write 503."""
+field, an unknown (or no longer active) fingerprint 404, an alert its check's run is committing 409,
+a refused store write 503."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def _fingerprint(request: web.Request) -> str:
 def _answer(request: web.Request, result: Result) -> web.Response:
     if result.outcome is Outcome.UNKNOWN:
         raise web.HTTPNotFound(text=f"no active alert with fingerprint {_fingerprint(request)}")
+    if result.outcome is Outcome.BUSY:
+        raise web.HTTPConflict(text="the alert is being updated by its check's run; try again")
     if result.outcome is Outcome.NOT_STORED or result.transition is None:
         raise web.HTTPServiceUnavailable(text="the state store refused the change; try again")
     transition = result.transition
