@@ -52,6 +52,9 @@ async def test_ack_unack_and_resolve_act_on_the_running_daemon(
             (alert,) = app.tracker.active()
             fp = alert.fingerprint
             capsys.readouterr()
+            assert await _cli("status") == 0
+            (row,) = [line for line in capsys.readouterr().out.splitlines() if "http_down" in line]
+            assert row.split()[-1] == fp  # where the operator finds it
 
             args = ("--author", "alice", "--comment", "on it", "--duration", "2h", "--sticky")
             assert await _cli("ack", fp, *args) == 0
@@ -62,6 +65,10 @@ async def test_ack_unack_and_resolve_act_on_the_running_daemon(
             assert acked is not None
             assert (acked.acked_by, acked.ack_sticky) == ("alice", True)
             assert acked.ack_expires_at is not None
+
+            assert await _cli("status") == 0
+            (row,) = [line for line in capsys.readouterr().out.splitlines() if "http_down" in line]
+            assert row.endswith(f"(acked by alice)  {fp}")
 
             assert await _cli("unack", fp, "--author", "bob") == 0
             assert capsys.readouterr().out.strip().endswith(": unacknowledged by bob")
