@@ -328,3 +328,15 @@ async def test_an_action_on_a_busy_alert_waits_for_the_runs_commit(
         TransitionKind.ACKNOWLEDGED,
         TransitionKind.FIRED,
     ]
+
+
+def test_an_ack_expiring_during_a_recovery_sends_no_reminder(clock: ManualClock) -> None:
+    alerts = tracker()
+    alerts.update(run(finding(C)), clock.now)
+    alerts.ack(DISK_FP, "alice", clock.now, expires_at=clock.now + timedelta(minutes=5))
+    alerts.begin_remediation(DISK_FP)
+    clock.advance(10 * 60)
+    assert alerts.update(run(finding(C)), clock.now, remediating={DISK_FP}) == []
+    alert = alerts.get(DISK_FP)
+    assert alert is not None
+    assert alert.acked_by is None  # the ack ended all the same

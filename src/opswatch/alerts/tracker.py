@@ -276,7 +276,8 @@ class AlertTracker:
         if alert.acked_by is not None and not alert.acked(now):
             # the ack expired: it ends, and the reminders it held back resume with one now
             seen = _without_ack(seen)
-            if self._repeat.get(alert.severity) is not None:
+            remediating = alert.state is AlertState.REMEDIATING  # its outcome will be notified
+            if self._repeat.get(alert.severity) is not None and not remediating:
                 reminded = self._put(dataclasses.replace(seen, last_notified_at=now))
                 return Transition(
                     reminded,
