@@ -178,3 +178,14 @@ def test_a_route_without_schemas_is_documented_by_its_row_alone() -> None:
     assert operation["responses"]["200"] == {"description": "expire"}
     assert operation["security"] == [{"bearer": []}]
     assert "requestBody" not in operation
+
+
+def test_the_readme_lists_every_route_of_the_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## HTTP API", 1)[1].split("\n\n", 2)[1]
+    listed = {
+        (method, re.sub(r"\{\w+\}", "{}", path))
+        for method, path in re.findall(r"^\| `([A-Z]+) ([^`?]+)", table, re.MULTILINE)
+    }
+    for route in ROUTES:
+        assert (route.method, re.sub(r"\{\w+\}", "{}", route.path)) in listed, route.path
