@@ -178,7 +178,7 @@ class App:
         await self.api.start()
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
-        self.spawn(self._heartbeat(), "heartbeat")
+        self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings
@@ -268,13 +268,3 @@ class App:
         log.error("task_crashed", task=task.get_name(), exc_info=task.exception())
         self._crashed = True
         self._stop_requested.set()
-
-    async def _heartbeat(self) -> None:
-        """WATCHDOG=1 only while healthy, so systemd restarts a stalled daemon."""
-        interval = self.systemd.watchdog_interval
-        if interval is None:
-            return
-        while True:
-            if self.checks.health().healthy:
-                self.systemd.watchdog()
-            await asyncio.sleep(interval)
