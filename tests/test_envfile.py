@@ -3,6 +3,7 @@ process environment under it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,10 @@ def test_a_leading_dash_makes_a_missing_env_file_count_as_empty(tmp_path: Path) 
 
 def test_without_an_env_file_the_process_environment_is_used_as_is() -> None:
     assert EnvironmentSource({"OPSWATCH_INTERVAL": "7s"}).load() == {"OPSWATCH_INTERVAL": "7s"}
+
+
+def test_an_env_file_that_is_a_fifo_is_refused_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "env"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"^OPSWATCH_ENV_FILE: .* is not a regular file$"):
+        EnvironmentSource({"OPSWATCH_ENV_FILE": str(fifo)}).load()

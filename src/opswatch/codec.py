@@ -1,11 +1,14 @@
 """Every JSON encoding of the model types: the state store's rows and the API's answers.
 
 Times are UTC ISO 8601 strings; enums are their values. Decoding is the exact inverse.
+The shape of each encoding the API answers is declared once, as a JSON schema in
+:data:`SCHEMAS` beside its encoder (the OpenAPI document refers to them with :func:`ref`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from opswatch.model import (
@@ -18,6 +21,7 @@ from opswatch.model import (
     MatchOp,
     Notification,
     NotificationKind,
+    RecoveryOutcome,
     RecoveryResult,
     Sample,
     Severity,
@@ -27,6 +31,55 @@ from opswatch.model import (
 )
 
 JSON = dict[str, Any]
+
+
+# -- JSON schemas of the encodings (OpenAPI 3.1: JSON Schema 2020-12) --------------------
+
+#: every named shape, by name: ``components.schemas`` of the OpenAPI document
+SCHEMAS: dict[str, JSON] = {}
+
+
+def ref(name: str) -> JSON:
+    """A reference to the declared shape ``name`` (a ``KeyError`` for an undeclared one)."""
+    if name not in SCHEMAS:  # a typo fails where the route is declared
+        raise KeyError(f"no JSON schema {name!r} in opswatch.codec.SCHEMAS")
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(**properties: JSON) -> JSON:
+    """An object whose properties are all always present."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def shape(name: str, **properties: JSON) -> JSON:
+    """Declare the object shape ``name`` (:func:`obj`) in :data:`SCHEMAS`."""
+    SCHEMAS[name] = obj(**properties)
+    return SCHEMAS[name]
+
+
+def array(items: JSON) -> JSON:
+    return {"type": "array", "items": items}
+
+
+def _type(name: str, nullable: bool = False) -> JSON:
+    return {"type": [name, "null"] if nullable else name}
+
+
+def _enum(values: type[StrEnum], nullable: bool = False) -> JSON:
+    choices: list[str | None] = [v.value for v in values]
+    return {"enum": [*choices, None] if nullable else choices}
+
+
+STRING, NUMBER, INTEGER, BOOLEAN = (
+    _type("string"),
+    _type("number"),
+    _type("integer"),
+    _type("boolean"),
+)
+NULLABLE_STRING = _type("string", nullable=True)
+TIME: JSON = {"type": "string", "format": "date-time"}
+NULLABLE_TIME: JSON = {"type": ["string", "null"], "format": "date-time"}
+STRING_MAP: JSON = {"type": "object", "additionalProperties": STRING}
 
 
 def _time(value: datetime | None) -> str | None:
@@ -58,6 +111,10 @@ def alert_to_json(alert: Alert) -> JSON:
         "acked_by": alert.acked_by,
         "escalated": alert.escalated,
         "notified": alert.notified,
+        "ack_comment": alert.ack_comment,
+        "acked_at": _time(alert.acked_at),
+        "ack_expires_at": _time(alert.ack_expires_at),
+        "ack_sticky": alert.ack_sticky,
     }
 
 
@@ -78,6 +135,11 @@ def alert_from_json(data: JSON) -> Alert:
         acked_by=data["acked_by"],
         escalated=bool(data.get("escalated", False)),  # absent in rows of 0.1.0
         notified=bool(data.get("notified", True)),  # absent before silences
+        # the ack's details are absent in rows written before operator acks existed
+        ack_comment=data.get("ack_comment"),
+        acked_at=_parse_time(data.get("acked_at")),
+        ack_expires_at=_parse_time(data.get("ack_expires_at")),
+        ack_sticky=bool(data.get("ack_sticky", False)),
     )
 
 
@@ -230,3 +292,77 @@ def silence_from_json(data: JSON) -> Silence:
         created_at=_required_time(data["created_at"]),
         updated_at=_required_time(data["updated_at"]),
     )
+
+
+# the shapes of the API answers
+
+shape(
+    "Alert",
+    fingerprint=STRING,
+    rule=STRING,
+    check=STRING,
+    labels=STRING_MAP,
+    state=_enum(AlertState),
+    severity=_enum(Severity),
+    summary=STRING,
+    value=NUMBER,
+    started_at=TIME,
+    last_seen_at=TIME,
+    resolved_at=NULLABLE_TIME,
+    last_notified_at=NULLABLE_TIME,
+    acked_by=NULLABLE_STRING,
+    escalated=BOOLEAN,
+    ack_comment=NULLABLE_STRING,
+    acked_at=NULLABLE_TIME,
+    ack_expires_at=NULLABLE_TIME,
+    ack_sticky=BOOLEAN,
+    notified=BOOLEAN,
+)
+shape(
+    "Transition",
+    alert=ref("Alert"),
+    kind=_enum(TransitionKind),
+    at=TIME,
+    previous_state=_enum(AlertState, nullable=True),
+    previous_severity=_enum(Severity, nullable=True),
+    note=NULLABLE_STRING,
+    evidence=array({}),
+)
+shape("Sample", metric=STRING, value=NUMBER, labels=STRING_MAP, at=TIME)
+shape(
+    "CheckStatus",
+    finished_at=NULLABLE_TIME,
+    duration_ms=NUMBER,
+    error=NULLABLE_STRING,
+    samples=array(ref("Sample")),
+)
+shape(
+    "Health",
+    status={"enum": ["ok", "unhealthy"]},
+    reason=NULLABLE_STRING,
+    started_at=NULLABLE_TIME,
+    last_run_at=NULLABLE_TIME,
+)
+shape(
+    "RecoveryResult",
+    action=STRING,
+    key=STRING,
+    rule=STRING,
+    target=STRING,
+    fingerprint=STRING,
+    outcome=_enum(RecoveryOutcome),
+    attempts=INTEGER,
+    trial=BOOLEAN,
+    duration_s=NUMBER,
+    detail=STRING,
+    at=TIME,
+)
+shape(
+    "BudgetState",
+    key=STRING,
+    state={"enum": ["closed", "open", "half-open"]},
+    used=INTEGER,
+    limit=INTEGER,
+    left=INTEGER,
+    next_trial_at=NULLABLE_TIME,
+)

@@ -239,7 +239,7 @@ class Env:
         if direct is not None and file_name is not None:
             raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
         if file_name is not None:
-            content = _read_file(f"{name}_FILE", file_name).strip()
+            content = read_config_file(f"{name}_FILE", file_name).strip()
             if not content:
                 raise ConfigError(f"{name}_FILE", f"file {file_name!r} is empty")
             return self.keep(Secret(content))
@@ -344,7 +344,7 @@ def _closest(name: str, known: list[str]) -> str | None:
     return suffixes[match[0]] if match else None
 
 
-def _read_file(variable: str, path: str) -> str:
+def read_config_file(variable: str, path: str) -> str:
     """The UTF-8 text of a regular file of at most :data:`MAX_FILE_BYTES`. Opened without
     blocking, so that a FIFO or a device is refused instead of read."""
     try:

@@ -27,11 +27,11 @@ file's value at start is taken to have come from the file.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
-from opswatch.config import PREFIX, ConfigError
+from opswatch.config import PREFIX, ConfigError, read_config_file
 
 ENV_FILE = f"{PREFIX}ENV_FILE"
 
@@ -145,14 +145,9 @@ class EnvironmentSource:
         if path is None:
             return dict(self._process)
         optional = self._process[ENV_FILE].strip().startswith("-")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            if not (optional and isinstance(exc, FileNotFoundError)):
-                raise ConfigError(ENV_FILE, f"cannot read {path!r}: {exc.strerror}") from None
-            text = ""
-        except UnicodeDecodeError:
-            raise ConfigError(ENV_FILE, f"{path!r} is not UTF-8 text") from None
+        # a regular UTF-8 file of sane size: a FIFO or a device is refused, not read
+        missing = optional and not os.path.lexists(path)
+        text = "" if missing else read_config_file(ENV_FILE, path)
         values = parse_env_file(text, path)
         if ENV_FILE in values:
             raise ConfigError(ENV_FILE, f"{path} must not set {ENV_FILE} itself")

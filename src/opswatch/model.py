@@ -51,6 +51,13 @@ class TransitionKind(StrEnum):
     REMINDER = "reminder"
     ESCALATED = "escalated"
     RESOLVED = "resolved"
+    #: an operator's acknowledgement and its removal: kept in history, never notified
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+
+
+#: transitions recorded in the alert history but sent to no channel
+UNNOTIFIED_KINDS = frozenset({TransitionKind.ACKNOWLEDGED, TransitionKind.UNACKNOWLEDGED})
 
 
 def fingerprint(rule: str, labels: Labels) -> str:
@@ -125,6 +132,18 @@ class Alert:
     #: the silence lets it through notifies it (a FIRED), and its resolution before that
     #: notifies nobody
     notified: bool = True
+    #: the acknowledgement (``acked_by`` set): why, since when, until when (``None``: until
+    #: the alert resolves) and whether it outlives a severity rise
+    ack_comment: str | None = None
+    acked_at: datetime | None = None
+    ack_expires_at: datetime | None = None
+    ack_sticky: bool = False
+
+    def acked(self, now: datetime) -> bool:
+        """Whether an acknowledgement holds at ``now`` (an expired one does not)."""
+        if self.acked_by is None:
+            return False
+        return self.ack_expires_at is None or now < self.ack_expires_at
 
 
 @dataclass(frozen=True, slots=True)

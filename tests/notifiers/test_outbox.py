@@ -120,7 +120,7 @@ async def test_delivers_exactly_once_after_two_server_errors_and_logs_each_retry
     (delivered,) = events(logs, "notification_delivered")
     assert delivered["attempts"] == 3
     assert delivered["key"] == notification.idempotency_key
-    assert delivered["duration_ms"] >= 0
+    assert delivered["duration_ms"] > 0  # three HTTP exchanges were timed
     assert await outbox.deliver_due() == 0
     assert len(receiver.requests) == 3
 

@@ -31,6 +31,8 @@ TRANSITION_EVENTS = {
     TransitionKind.SEVERITY_CHANGED: "alert_severity_changed",
     TransitionKind.REMINDER: "alert_reminder",
     TransitionKind.ESCALATED: "alert_escalated",
+    TransitionKind.ACKNOWLEDGED: "alert_acknowledged",
+    TransitionKind.UNACKNOWLEDGED: "alert_unacknowledged",
 }
 
 

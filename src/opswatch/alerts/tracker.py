@@ -74,6 +74,11 @@ class AlertTracker:
         """The active alert with ``fingerprint``, if any."""
         return self._active.get(fingerprint)
 
+    def pending(self, fingerprint: str) -> bool:
+        """Whether ``fingerprint`` has changes not yet taken for a write (a check's run between
+        its update and its commit): an operator action waits for that commit."""
+        return any(key[0] == fingerprint for key in self._changed)
+
     def take(self, fingerprints: Collection[str] | None = None) -> Changes:
         """The changes of the alerts with ``fingerprints`` (default: all), latest version of
         each in the order first changed, then forget them. Changes of other alerts stay for
@@ -114,14 +119,77 @@ class AlertTracker:
         self._repeat = _repeat_intervals(repeat_interval)
 
     def acknowledge(self, fingerprint: str, by: str, now: datetime) -> Alert | None:
-        """Mark an active alert as acknowledged by ``by``: no reminders until its severity
-        rises. Returns the updated alert, or ``None`` when no such alert is active. ``now`` is
-        the time of the acknowledgement (the model has no field for it yet)."""
-        del now  # kept in the signature for when Alert gains acked_at
+        """Acknowledge an active alert by ``by``, until it resolves or its severity rises
+        (see :meth:`ack`). Returns the updated alert, or ``None`` when no such alert is
+        active."""
+        transition = self.ack(fingerprint, by, now)
+        return None if transition is None else transition.alert
+
+    # -- operator actions (see alerts/operator.py): each returns its history transition --
+
+    def ack(
+        self,
+        fingerprint: str,
+        by: str,
+        now: datetime,
+        *,
+        comment: str | None = None,
+        expires_at: datetime | None = None,
+        sticky: bool = False,
+    ) -> Transition | None:
+        """Acknowledge an active alert: no reminders while the ack holds. It ends when the
+        alert resolves, at ``expires_at`` (the next cycle then sends a reminder) and, unless
+        ``sticky``, when the severity rises. Acking again replaces author, comment, expiry
+        and stickiness (a later expiry extends it). ``None`` when no such alert is active."""
         alert = self._active.get(fingerprint)
         if alert is None:
             return None
-        return self._put(dataclasses.replace(alert, acked_by=by))
+        acked = self._put(
+            dataclasses.replace(
+                alert,
+                acked_by=by,
+                ack_comment=comment,
+                acked_at=now,
+                ack_expires_at=expires_at,
+                ack_sticky=sticky,
+            )
+        )
+        until = "" if expires_at is None else f" until {expires_at.isoformat()}"
+        note = f"acknowledged by {by}{until}" + (f": {comment}" if comment else "")
+        return Transition(
+            acked, TransitionKind.ACKNOWLEDGED, now, previous_state=alert.state, note=note
+        )
+
+    def unack(
+        self, fingerprint: str, by: str, now: datetime, *, comment: str | None = None
+    ) -> Transition | None:
+        """Remove the acknowledgement of an active alert (reminders resume on their usual
+        schedule). ``None`` when no such alert is active."""
+        alert = self._active.get(fingerprint)
+        if alert is None:
+            return None
+        unacked = self._put(_without_ack(alert))
+        note = f"unacknowledged by {by}" + (f": {comment}" if comment else "")
+        return Transition(
+            unacked, TransitionKind.UNACKNOWLEDGED, now, previous_state=alert.state, note=note
+        )
+
+    def resolve(
+        self, fingerprint: str, by: str, now: datetime, *, comment: str | None = None
+    ) -> Transition | None:
+        """An operator resolves an active alert (its condition is gone or was wrong): a
+        RESOLVED transition noted ``resolved by <by>: <comment>``. The next finding of the
+        same series opens a new alert. ``None`` when no such alert is active."""
+        alert = self._active.get(fingerprint)
+        if alert is None:
+            return None
+        resolved = dataclasses.replace(alert, state=AlertState.RESOLVED, resolved_at=now)
+        self._note(resolved)
+        del self._active[fingerprint]
+        note = f"resolved by {by}" + (f": {comment}" if comment else "")
+        return Transition(
+            resolved, TransitionKind.RESOLVED, now, previous_state=alert.state, note=note
+        )
 
     def update(
         self,
@@ -206,13 +274,10 @@ class AlertTracker:
         if alert.escalated and severity.rank <= alert.severity.rank:
             severity = alert.severity  # an escalated alert keeps its raised severity
         if severity != alert.severity:
-            # a rise re-arms reminders for an acknowledged alert; a fall keeps the ack
-            acked_by = None if severity.rank > alert.severity.rank else alert.acked_by
-            changed = self._put(
-                dataclasses.replace(
-                    seen, severity=severity, last_notified_at=now, acked_by=acked_by
-                )
-            )
+            # a rise ends a non-sticky ack (reminders re-armed); a fall keeps the ack
+            if severity.rank > alert.severity.rank and not alert.ack_sticky:
+                seen = _without_ack(seen)
+            changed = self._put(dataclasses.replace(seen, severity=severity, last_notified_at=now))
             return Transition(
                 changed,
                 TransitionKind.SEVERITY_CHANGED,
@@ -220,6 +285,19 @@ class AlertTracker:
                 previous_state=alert.state,
                 previous_severity=alert.severity,
             )
+        if alert.acked_by is not None and not alert.acked(now):
+            # the ack expired: it ends, and the reminders it held back resume with one now
+            seen = _without_ack(seen)
+            remediating = alert.state is AlertState.REMEDIATING  # its outcome will be notified
+            if self._repeat.get(alert.severity) is not None and not remediating:
+                reminded = self._put(dataclasses.replace(seen, last_notified_at=now))
+                return Transition(
+                    reminded,
+                    TransitionKind.REMINDER,
+                    now,
+                    previous_state=alert.state,
+                    note=f"acknowledgement by {alert.acked_by} expired",
+                )
         if self._reminder_due(alert, now):
             reminded = self._put(dataclasses.replace(seen, last_notified_at=now))
             return Transition(reminded, TransitionKind.REMINDER, now, previous_state=alert.state)
@@ -274,13 +352,13 @@ class AlertTracker:
         alert = self._active.get(fingerprint)
         if alert is None:
             return None
+        kept = alert if alert.ack_sticky else _without_ack(alert)  # a rise, as above
         escalated = self._put(
             dataclasses.replace(
-                alert,
+                kept,
                 state=AlertState.FIRING,
                 severity=alert.severity.raised(),
                 escalated=True,
-                acked_by=None,
                 last_notified_at=now,
             )
         )
@@ -301,7 +379,7 @@ class AlertTracker:
 
     def _reminder_due(self, alert: Alert, now: datetime) -> bool:
         interval = self._repeat.get(alert.severity)
-        if interval is None or alert.acked_by is not None or not alert.notified:
+        if interval is None or alert.acked(now) or not alert.notified:
             return False
         if alert.state is AlertState.REMEDIATING:  # its outcome will be notified
             return False
@@ -322,6 +400,17 @@ class AlertTracker:
                 held if held is not None and held.started_at == alert.started_at else None
             )
         self._changed[key] = alert
+
+
+def _without_ack(alert: Alert) -> Alert:
+    return dataclasses.replace(
+        alert,
+        acked_by=None,
+        ack_comment=None,
+        acked_at=None,
+        ack_expires_at=None,
+        ack_sticky=False,
+    )
 
 
 def _repeat_intervals(repeat_interval: Mapping[Severity, float]) -> dict[Severity, timedelta]:

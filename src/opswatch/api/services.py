@@ -13,6 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.model import Alert, CheckStatus, Health
@@ -49,6 +50,8 @@ class Services:
     outbox: Callable[[], Outbox]
     #: the silences (create, expire) and their muter
     silences: Silences
+    #: operator actions on alerts (ack, unack, resolve); ``None``: the routes answer 503
+    operator: Operator | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -57,6 +60,7 @@ STORE: web.AppKey[StateStore] = web.AppKey("store")
 RECOVERY: web.AppKey[Remediation] = web.AppKey("recovery")
 OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
+OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -66,6 +70,7 @@ def install(app: web.Application, services: Services) -> None:
     app[RECOVERY] = services.recovery
     app[OUTBOX] = services.outbox
     app[SILENCES] = services.silences
+    app[OPERATOR] = services.operator
 
 
 class MetricsView:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
@@ -132,6 +133,7 @@ class App:
             self.remediation,
             lambda: self.outbox,
             self.silences,
+            operator=Operator(self.book, clock),
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -187,7 +189,7 @@ class App:
         await self.api.start()
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
-        self.spawn(self._heartbeat(), "heartbeat")
+        self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
         if self.replicas.shared:  # other replicas' silences, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
         self.start_checks()
@@ -279,13 +281,3 @@ class App:
         log.error("task_crashed", task=task.get_name(), exc_info=task.exception())
         self._crashed = True
         self._stop_requested.set()
-
-    async def _heartbeat(self) -> None:
-        """WATCHDOG=1 only while healthy, so systemd restarts a stalled daemon."""
-        interval = self.systemd.watchdog_interval
-        if interval is None:
-            return
-        while True:
-            if self.checks.health().healthy:
-                self.systemd.watchdog()
-            await asyncio.sleep(interval)

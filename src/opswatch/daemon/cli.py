@@ -1,5 +1,6 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
-``recover`` and ``silence`` (:mod:`opswatch.daemon.silence_cli`).
+``recover`` and ``silence`` (:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and
+``resolve`` act on the running daemon's alerts.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -16,10 +17,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon import silence_cli
+from opswatch.daemon import operate, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -67,7 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     silence_cli.add_parser(sub)
+    _operator_parsers(sub)
     return parser
+
+
+def _operator_parsers(sub: Any) -> None:
+    """``ack``, ``unack``, ``resolve``: sent to the running daemon (OPSWATCH_API_TOKEN)."""
+    ack = sub.add_parser("ack", help="acknowledge an active alert (no reminders while acked)")
+    unack = sub.add_parser("unack", help="remove an alert's acknowledgement")
+    resolve = sub.add_parser("resolve", help="resolve an active alert by hand (notified)")
+    for action in (ack, unack, resolve):
+        action.add_argument("fingerprint", help="the alert's fingerprint (GET /api/v1/alerts)")
+        action.add_argument("--author", help="who acts (default: $USER)")
+        action.add_argument("--comment", help="why")
+        action.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    ack.add_argument("--duration", help="the ack ends after this long (30m, 2h, 1d)")
+    ack.add_argument("--sticky", action="store_true", help="keep the ack when the severity rises")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _test_notify(config, args.channel)
         if command == "recover":
             return _recover(config, args.rule, args.target, dry_run=args.dry_run)
+        if command in ("ack", "unack", "resolve"):
+            return _operate(config, args)
         samples, findings = asyncio.run(run_once(config))  # "once", the last command left
         print(_table(samples, findings))
         return 0
@@ -133,6 +152,22 @@ def _recover(config: AppConfig, rule: str, target: str | None, *, dry_run: bool)
     )
     ok = result.outcome in (RecoveryOutcome.SUCCEEDED, RecoveryOutcome.SKIPPED_DRY_RUN)
     return 0 if ok else 1
+
+
+def _operate(config: AppConfig, args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") if args.url else api_url(config.settings.api_listen)
+    body: dict[str, Any] = {
+        "author": args.author or os.environ.get("USER") or "cli",
+        "comment": args.comment,
+    }
+    method, path = "POST", f"{args.fingerprint}/{args.command}"
+    if args.command == "ack":
+        body.update(duration=args.duration, sticky=args.sticky)
+    elif args.command == "unack":
+        method, path = "DELETE", f"{args.fingerprint}/ack"
+    reply = operate.call(url, config.api_token, method, path, body)
+    print(reply.text, file=sys.stderr if reply.failed else sys.stdout)
+    return reply.exit_status
 
 
 def _status(url: str) -> int:

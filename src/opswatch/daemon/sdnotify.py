@@ -23,6 +23,7 @@ Protocol, as the daemon uses it (see sd_notify(3)):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -117,6 +118,17 @@ class SystemdNotifier:
 
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
+
+    async def heartbeat(self, healthy: Callable[[], bool]) -> None:
+        """WATCHDOG=1 every watchdog interval, only while ``healthy()``, so that systemd
+        restarts a stalled daemon (returns at once when no watchdog is asked for)."""
+        interval = self.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            if healthy():
+                self.watchdog()
+            await asyncio.sleep(interval)
 
     def stopping(self) -> None:
         self._send("STOPPING=1")

@@ -143,17 +143,18 @@ def render(snapshot: Snapshot, now: datetime) -> str:
     alerts = snapshot.alerts
     if alerts:
         lines.append(f"ALERTS: {len(alerts)} active")
-        rows = [
+        alert_rows = [
             (
                 str(a["severity"]).upper(),
                 str(a["rule"]),
                 str(a["check"]),
                 f"for {human_duration(_since(a.get('started_at'), now))}",
                 str(a.get("summary", "")) + _acked(a),
+                str(a.get("fingerprint", "")),  # what ``opswatch ack`` and ``resolve`` take
             )
             for a in alerts
         ]
-        lines.extend("  " + line for line in _table(rows))
+        lines.extend("  " + line for line in _table(alert_rows))
     else:
         lines.append("ALERTS: none active")
 

@@ -304,7 +304,9 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(
                 self._url,
-                min_size=1,
+                # no floor to restore: asyncpg would retry it, and log a traceback per
+                # attempt, through a whole outage (connections are made when needed)
+                min_size=0,
                 max_size=self._pool_size,
                 timeout=self._command_timeout,
                 command_timeout=self._command_timeout,
