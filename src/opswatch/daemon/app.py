@@ -10,7 +10,6 @@ check is :class:`~opswatch.daemon.cycle.CheckCycle`; what the daemon knows of it
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -34,7 +33,6 @@ from opswatch.daemon.scheduler import Scheduler
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.model import Alert, Clock, utcnow
 from opswatch.notifiers.outbox import Outbox, RetryPolicy
-from opswatch.notifiers.pipeline import NotifyPipeline
 from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Verify
@@ -88,7 +86,11 @@ class App:
         # the silences' muter, kept across reloads (daemon/reload.py)
         self.silences = Silences(self.store, clock)
         self.book = AlertBook(
-            self.store, self.tracker, self.pipeline(config), self._wake_outbox, self.outage
+            self.store,
+            self.tracker,
+            config.notify.pipeline(self.silences.muter),
+            self._wake_outbox,
+            self.outage,
         )
         self.recovery = RecoveryRunner(
             config.recovery,
@@ -145,10 +147,6 @@ class App:
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
-
-    def pipeline(self, config: AppConfig) -> NotifyPipeline:
-        """The notify pipeline of ``config``, muted by the silences."""
-        return dataclasses.replace(config.notify.pipeline(), muter=self.silences.muter)
 
     def _wake_outbox(self) -> None:
         self.outbox.wake()  # the one in use: a reload replaces it

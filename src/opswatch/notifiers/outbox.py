@@ -263,11 +263,12 @@ class Outbox:
 
     def _store_failed(self, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        if not self._store_failing:  # one line per outage, not per channel and pass
-            self._store_failing = True
-            log.warning("outbox_store_failed", error=error, exc_info=True)
-        if self._outage is not None:
+        first = not self._store_failing
+        self._store_failing = True
+        if self._outage is not None:  # the daemon's StoreOutage says it, once per outage
             self._outage.failed(error)
+        elif first:  # one line per outage, not per channel and pass
+            log.warning("outbox_store_failed", error=error, exc_info=True)
 
     def _store_recovered(self) -> None:
         if self._store_failing:
