@@ -106,7 +106,8 @@ def test_a_silence_mutes_alerts_all_its_matchers_match_between_start_and_end() -
     hit, other_rule = _alert(), _alert(rule="replication_lag")
     assert state(silence, NOW) is SilenceState.PENDING
     assert not muter.muted(hit, NOW)
-    assert muter.muting(hit, NOW + HOUR) == [silence.id]
+    assert muter.ids(hit, NOW + HOUR) == [silence.id]
+    assert muter.muting(hit, NOW + HOUR) == [f"silence {silence.id}"]
     assert not muter.muted(other_rule, NOW + HOUR)
     assert not muter.muted(_alert(check="redis"), NOW + HOUR)
     assert not muter.muted(hit, NOW + 2 * HOUR)  # ends_at is exclusive
@@ -202,7 +203,7 @@ async def test_a_replica_sees_another_replicas_silence_at_its_next_refresh(
             with pytest.raises(asyncio.CancelledError):
                 await reader.follow(lambda: 30.0, sleep)
             assert waits == [30.0, 30.0]
-            assert reader.muter.muting(_alert(), clock.now) == [silence.id]
+            assert reader.muter.ids(_alert(), clock.now) == [silence.id]
         finally:
             await one.close()
             await two.close()

@@ -137,7 +137,7 @@ async def test_a_reload_keeps_the_silences_muter_on_the_new_pipeline(daemon: Dae
     app.reloader.enable()  # as start() does
     assert await app.reload(daemon.environ)
     assert app.book.pipeline is not before
-    assert app.book.pipeline.muter is app.silences.muter
+    assert app.book.pipeline.muter is app.mutes
 
 
 async def test_a_resolution_inside_a_silence_reaches_the_channels_its_firing_was_paged(

@@ -478,6 +478,10 @@ class _MuteAll:
         del alert, now
         return True
 
+    def muting(self, alert: object, now: datetime) -> list[str]:
+        del alert, now
+        return ["every alert"]
+
 
 async def test_a_muted_alert_is_neither_notified_nor_remediated(
     target: Receiver, tmp_path: Path

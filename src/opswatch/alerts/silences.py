@@ -145,6 +145,10 @@ class SilenceMuter:
         return bool(self.muting(alert, now))
 
     def muting(self, alert: Alert, now: datetime) -> list[str]:
+        """Why ``alert`` is muted now: ``silence ID`` per active silence matching it."""
+        return [f"silence {silence_id}" for silence_id in self.ids(alert, now)]
+
+    def ids(self, alert: Alert, now: datetime) -> list[str]:
         """The ids of the active silences muting ``alert`` now."""
         return [
             s.id

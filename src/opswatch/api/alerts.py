@@ -5,15 +5,23 @@ from __future__ import annotations
 from aiohttp import web
 
 from opswatch.api.requests import limit
-from opswatch.api.services import ALERTS, SILENCES, STORE
+from opswatch.api.services import ALERTS, MUTES, SILENCES, STORE
 from opswatch.codec import alert_to_json, transition_to_json
 
 
 async def active(request: web.Request) -> web.Response:
     alerts = request.app[ALERTS].active()
     silences = request.app[SILENCES]
+    mutes = request.app[MUTES]
     now = silences.now()
-    answer = [{**alert_to_json(a), "silenced_by": silences.muter.muting(a, now)} for a in alerts]
+    answer = [
+        {
+            **alert_to_json(a),
+            "silenced_by": silences.muter.ids(a, now),
+            "muted_by": mutes.muting(a, now),
+        }
+        for a in alerts
+    ]
     return web.json_response({"alerts": answer})
 
 

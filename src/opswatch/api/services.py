@@ -8,7 +8,7 @@ what it needs from ``request.app[KEY]``. The protocols say what the API uses of 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.model import Alert, CheckStatus, Health
 from opswatch.notifiers.outbox import Outbox
+from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
 from opswatch.recovery.lifecycle import Remediation
 
@@ -52,6 +53,8 @@ class Services:
     silences: Silences
     #: operator actions on alerts (ack, unack, resolve); ``None``: the routes answer 503
     operator: Operator | None = None
+    #: every muter (silences, windows, dependencies, pause): why an alert is muted
+    mutes: Muter = field(default_factory=NothingMuted)
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -61,6 +64,7 @@ RECOVERY: web.AppKey[Remediation] = web.AppKey("recovery")
 OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
+MUTES: web.AppKey[Muter] = web.AppKey("mutes")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -71,6 +75,7 @@ def install(app: web.Application, services: Services) -> None:
     app[OUTBOX] = services.outbox
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
+    app[MUTES] = services.mutes
 
 
 class MetricsView:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.alerts.tracker import AlertTracker
@@ -83,12 +84,13 @@ class App:
             on_ready=self.systemd.ready,
             outage=self.outage,
         )
-        # the silences' muter, kept across reloads (daemon/reload.py)
+        # the silences, and every muter in one stack, kept across reloads (daemon/reload.py)
         self.silences = Silences(self.store, clock)
+        self.mutes = MuteStack([self.silences.muter])
         self.book = AlertBook(
             self.store,
             self.tracker,
-            config.notify.pipeline(self.silences.muter),
+            config.notify.pipeline(self.mutes),
             self._wake_outbox,
             self.outage,
         )
@@ -136,6 +138,7 @@ class App:
             lambda: self.outbox,
             self.silences,
             operator=Operator(self.book, clock),
+            mutes=self.mutes,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen

@@ -151,7 +151,7 @@ class Reload:
         app.leases.ttl = timing.lease_ttl  # a lease outlives 3 of the new intervals
         app.store.poll(timing.outbox_poll)
         app.store.claim_for(timing.lease_ttl)  # an outbox claim too
-        app.book.pipeline = config.notify.pipeline(app.silences.muter)  # the same silences
+        app.book.pipeline = config.notify.pipeline(app.mutes)  # the same muters
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)

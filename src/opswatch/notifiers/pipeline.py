@@ -1,7 +1,8 @@
 """From transitions to outbox rows, in named stages: mute -> route -> render.
 
-* **mute**: a :class:`Muter` says which alerts are not to be notified now (silences,
-  :class:`opswatch.alerts.silences.SilenceMuter`; without any, :class:`NothingMuted`). The
+* **mute**: a :class:`Muter` says which alerts are not to be notified now, and why (the
+  daemon's :class:`opswatch.alerts.muting.MuteStack` of silences, windows, dependencies and
+  pause; without any, :class:`NothingMuted`). The
   recovery runner asks the same muter before it acts. A resolution whose firing was never
   notified (``Alert.notified`` false: muted) notifies nobody; one inside a silence still
   reaches the channels its firing was notified to.
@@ -29,9 +30,12 @@ Row = tuple[str, Notification]
 
 
 class Muter(Protocol):
-    """Whether an alert is muted now: notified to nobody, remediated by nothing."""
+    """Whether an alert is muted now: notified to nobody, remediated by nothing; and why
+    (one line per reason: ``silence ID``, ``maintenance NAME``, ...)."""
 
     def muted(self, alert: Alert, now: datetime) -> bool: ...
+
+    def muting(self, alert: Alert, now: datetime) -> list[str]: ...
 
 
 class NothingMuted:
@@ -40,6 +44,10 @@ class NothingMuted:
     def muted(self, alert: Alert, now: datetime) -> bool:
         del alert, now
         return False
+
+    def muting(self, alert: Alert, now: datetime) -> list[str]:
+        del alert, now
+        return []
 
 
 @dataclass(frozen=True)
