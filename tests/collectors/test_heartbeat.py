@@ -36,7 +36,8 @@ def test_a_period_or_a_cron_schedule_with_a_zone_then_the_grace_are_parsed() -> 
         OPSWATCH_HEARTBEAT_BACKUP_KEY=KEY,
     )
     assert (backup.name, backup.schedule, backup.grace) == ("backup", Period(86400, "1d"), HOUR)
-    assert backup.key is not None and backup.key.reveal() == KEY
+    assert backup.key is not None
+    assert backup.key.reveal() == KEY
     assert isinstance(batch.schedule, Cron)
     assert batch.schedule.text == "cron:0 3 * * *;tz=Europe/Berlin"
     assert (batch.grace, batch.key, batch.check) == (1800.0, None, "heartbeat:batch")
