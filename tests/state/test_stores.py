@@ -626,9 +626,7 @@ async def test_pings_are_kept_newest_first_pruned_per_heartbeat_and_read_latest_
             await store.ping_record(ping, keep=3)
         assert await store.pings("backup") == [done, start]
         assert await store.pings_latest("batch") == [other]
-        later = [
-            Ping("backup", PingKind.SUCCESS, NOW + timedelta(minutes=m)) for m in range(1, 4)
-        ]
+        later = [Ping("backup", PingKind.SUCCESS, NOW + timedelta(minutes=m)) for m in range(1, 4)]
         for ping in later:
             await store.ping_record(ping, keep=3)
         # three kept: the start is gone, batch keeps its own
