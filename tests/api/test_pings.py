@@ -254,3 +254,24 @@ async def test_the_api_and_a_restart_show_the_last_pings_and_the_alerts(
     assert [a["rule"] for a in answer["alerts"]] == ["heartbeat_failed"]
     await daemon.post(f"/ping/backup?key={KEY}")
     assert daemon.firing() == []
+
+
+async def test_a_ping_the_state_store_does_not_take_answers_503_and_logs_no_key(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    daemon = Daemon({"OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3")}, clock)
+    await daemon.start()
+    try:
+        assert daemon.app is not None
+        await daemon.app.store.close()  # the store is gone under the running API
+        with capture_logs() as logs:
+            status, _ = await daemon.post(f"/ping/backup?key={KEY}", b"done")
+            assert daemon.app is not None
+            url = f"http://127.0.0.1:{daemon.app.api.port}/api/v1/heartbeats"
+            async with aiohttp.ClientSession() as http, http.get(url) as r:
+                listed = r.status
+    finally:
+        await daemon.stop()
+    assert (status, listed) == (503, 503)
+    assert [e["event"] for e in logs] == ["heartbeat_store_failed"] * 2
+    assert KEY not in repr(logs)

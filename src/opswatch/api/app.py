@@ -68,6 +68,7 @@ _OPERATOR_ERRORS = (
     (503, "the state store refused the change; nothing changed"),
 )
 
+_HEARTBEAT_STORE_DOWN = (503, "the state store did not answer")
 #: the statuses of a heartbeat's ping (its key or the token: the ``ping`` scope's security)
 _PING_ERRORS = (
     (400, "an exit status that is not start, fail or 0-255"),
@@ -75,6 +76,7 @@ _PING_ERRORS = (
     (403, "a wrong key or token"),
     (404, "no such heartbeat"),
     (413, "a body over 64 KiB"),
+    (503, "the state store did not answer: the ping was not recorded"),
 )
 
 #: every endpoint, with its scope and what it answers (README: HTTP API)
@@ -257,6 +259,7 @@ ROUTES: tuple[Route, ...] = (
         Scope.READ,
         "each heartbeat: schedule, status, last pings, active alerts",
         answer=obj(heartbeats=array(ref("Heartbeat"))),
+        errors=(_HEARTBEAT_STORE_DOWN,),
     ),
     Route(
         "GET",
@@ -270,7 +273,7 @@ ROUTES: tuple[Route, ...] = (
             "properties": {"pings": array(ref("Ping"))},
             "required": ["pings"],
         },
-        errors=((404, "no such heartbeat"),),
+        errors=((404, "no such heartbeat"), _HEARTBEAT_STORE_DOWN),
     ),
 )
 

@@ -22,7 +22,7 @@ from opswatch.codec import (
     ping_to_json,
     ref,
 )
-from opswatch.collectors.heartbeat import HeartbeatCheck
+from opswatch.collectors.heartbeat import HeartbeatCheck, HeartbeatDesk, PingStoreError
 from opswatch.model import Ping
 
 #: what a heartbeat's last ping of a kind is: the ping, or null
@@ -49,25 +49,37 @@ SCHEMAS["Heartbeat"] = obj(
 
 
 async def listed(request: web.Request) -> web.Response:
-    desk = request.app[HEARTBEATS]
-    checks = [] if desk is None else list(desk.checks().values())
-    return web.json_response({"heartbeats": [await _answer(request, c) for c in checks]})
+    checks = list(_desk(request).checks().values())
+    try:
+        return web.json_response({"heartbeats": [await _answer(request, c) for c in checks]})
+    except PingStoreError as exc:
+        raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
 
 async def one(request: web.Request) -> web.Response:
     """One heartbeat and its newest pings (``?limit=``, at most the 100 kept)."""
-    desk = request.app[HEARTBEATS]
+    desk = _desk(request)
     name = request.match_info["name"]
-    check = None if desk is None else desk.checks().get(name)
-    if desk is None or check is None:
+    check = desk.checks().get(name)
+    if check is None:
         raise web.HTTPNotFound(text=f"no heartbeat {name!r}")
-    pings = await desk.pings(name, limit(request, maximum=100))
-    answer = await _answer(request, check)
+    try:
+        pings = await desk.pings(name, limit(request, maximum=100))
+        answer = await _answer(request, check)
+    except PingStoreError as exc:
+        raise web.HTTPServiceUnavailable(text=str(exc)) from None
     return web.json_response({**answer, "pings": [ping_to_json(p) for p in pings]})
 
 
+def _desk(request: web.Request) -> HeartbeatDesk:
+    desk = request.app[HEARTBEATS]
+    if desk is None:
+        raise web.HTTPNotFound(text="no heartbeat is configured")
+    return desk
+
+
 async def _answer(request: web.Request, check: HeartbeatCheck) -> JSON:
-    verdict = await check.verdict()
+    verdict = await _desk(request).verdict(check)
     heartbeat = check.heartbeat
     alerts = [a for a in request.app[ALERTS].active() if a.check == check.check]
     return {

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from opswatch.api.services import HEARTBEATS
 from opswatch.codec import ping_to_json
-from opswatch.collectors.heartbeat import Heartbeat
+from opswatch.collectors.heartbeat import Heartbeat, PingStoreError
 from opswatch.config import Secret
 from opswatch.model import PingKind
 
@@ -62,7 +62,10 @@ async def _ping(request: web.Request, kind: PingKind, status: int | None) -> web
         raise web.HTTPNotFound(text=f"no heartbeat {name!r}")
     by = _authorize(request, check.heartbeat, request.app[TOKEN])
     body = await request.read()
-    ping = await desk.ping(check.heartbeat, kind, status, body)
+    try:
+        ping = await desk.ping(check.heartbeat, kind, status, body)
+    except PingStoreError as exc:
+        raise web.HTTPServiceUnavailable(text=f"{exc}: the ping was not recorded") from None
     log.info(
         "heartbeat_pinged",
         heartbeat=name,

@@ -28,15 +28,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
 from croniter import croniter
 
-from opswatch.collectors.base import CollectorError
+from opswatch.collectors.base import CollectorError, error_fields
 from opswatch.config import PREFIX, ConfigError, Env, Secret, parse_duration, target_variable
 from opswatch.model import Clock, Ping, PingKind, Sample
 from opswatch.ports import PingStore
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 KIND = "heartbeat"
 TARGETS = f"{PREFIX}HEARTBEAT_TARGETS"
@@ -315,6 +320,11 @@ class HeartbeatCheck:
 Recheck = Callable[[str], Awaitable[None]]
 
 
+class PingStoreError(Exception):
+    """The state store did not take or give a heartbeat's pings (the API answers 503); the
+    message names no secret."""
+
+
 class HeartbeatDesk:
     """Where pings arrive (:mod:`opswatch.api.pings`) and heartbeats are read
     (:mod:`opswatch.api.heartbeats`): the configured heartbeats (a reload changes them),
@@ -348,7 +358,7 @@ class HeartbeatDesk:
         now = self._clock()
         duration = None
         if kind is not PingKind.START:
-            latest = await self._store.pings_latest(heartbeat.name)
+            latest = await self._stored(self._store.pings_latest(heartbeat.name))
             verdict = judge(heartbeat, latest, now, now)
             if verdict.running is not None:
                 duration = round((now - verdict.running.at).total_seconds(), 3)
@@ -361,9 +371,21 @@ class HeartbeatDesk:
             truncated=len(body) > MAX_OUTPUT,
             duration_s=duration,
         )
-        await self._store.ping_record(ping, KEPT_PINGS)
+        await self._stored(self._store.ping_record(ping, KEPT_PINGS))
         await self._recheck(heartbeat.check)
         return ping
 
     async def pings(self, name: str, limit: int) -> list[Ping]:
-        return await self._store.pings(name, limit)
+        return await self._stored(self._store.pings(name, limit))
+
+    async def verdict(self, check: HeartbeatCheck) -> Verdict:
+        return await self._stored(check.verdict())
+
+    async def _stored(self, call: Awaitable[T]) -> T:
+        """``call`` to the store, its failure (whatever the driver raised) a
+        :class:`PingStoreError`."""
+        try:
+            return await call
+        except Exception as exc:  # noqa: BLE001 - any store driver's outage, logged here
+            log.warning("heartbeat_store_failed", **error_fields(exc))
+            raise PingStoreError("the state store did not answer; try again") from None
