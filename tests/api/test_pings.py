@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import Alert, TransitionKind
+from tests.api.test_openapi import _conforms
 from tests.conftest import ManualClock
 from tests.pgschema import fresh_schema
 
@@ -245,12 +246,24 @@ async def test_the_api_and_a_restart_show_the_last_pings_and_the_alerts(
     assert backup["last_success"] is None
     assert [a["rule"] for a in backup["alerts"]] == ["heartbeat_failed"]
 
+    doc = await daemon.get("/api/v1/openapi.json")
+    listed_schema = doc["paths"]["/api/v1/heartbeats"]["get"]["responses"]["200"]
+    assert (
+        _conforms(
+            doc, listed_schema["content"]["application/json"]["schema"], {"heartbeats": listed}
+        )
+        == []
+    )
+    assert _conforms(doc, {"$ref": "#/components/schemas/Heartbeat"}, {**backup, "status": "x"})
+
     await daemon.stop()
     clock.advance(60)
     await daemon.start()
 
     answer = await daemon.get("/api/v1/heartbeats/backup")
     assert (answer["status"], answer["last_fail"]["exit_status"]) == ("failed", 2)
+    one_schema = doc["paths"]["/api/v1/heartbeats/{name}"]["get"]["responses"]["200"]
+    assert _conforms(doc, one_schema["content"]["application/json"]["schema"], answer) == []
     assert [a["rule"] for a in answer["alerts"]] == ["heartbeat_failed"]
     await daemon.post(f"/ping/backup?key={KEY}")
     assert daemon.firing() == []

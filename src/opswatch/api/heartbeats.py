@@ -22,7 +22,12 @@ from opswatch.codec import (
     ping_to_json,
     ref,
 )
-from opswatch.collectors.heartbeat import HeartbeatCheck, HeartbeatDesk, PingStoreError
+from opswatch.collectors.heartbeat import (
+    HeartbeatCheck,
+    HeartbeatDesk,
+    HeartbeatStatus,
+    PingStoreError,
+)
 from opswatch.model import Ping
 
 #: what a heartbeat's last ping of a kind is: the ping, or null
@@ -34,7 +39,7 @@ SCHEMAS["Heartbeat"] = obj(
     check=STRING,
     schedule=STRING,
     grace=STRING,
-    status={"enum": ["new", "up", "running", "late", "stuck", "failed"]},
+    status={"enum": [s.value for s in HeartbeatStatus]},
     reason=STRING,
     due_at=TIME,
     deadline=TIME,
@@ -87,7 +92,7 @@ async def _answer(request: web.Request, check: HeartbeatCheck) -> JSON:
         "check": check.check,
         "schedule": heartbeat.schedule.text,
         "grace": heartbeat.grace_text,
-        "status": verdict.status,
+        "status": verdict.status.value,
         "reason": verdict.reason,
         "due_at": verdict.due_at.isoformat(),
         "deadline": verdict.deadline.isoformat(),

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -174,11 +175,23 @@ def _schedule(name: str, text: str) -> Schedule:
 # -- judging the pings ----------------------------------------------------------------------
 
 
+class HeartbeatStatus(StrEnum):
+    """What a heartbeat's pings say: never pinged yet, in time, a run under way, no run
+    ended by the deadline, a run not ended within the grace, the last run failed."""
+
+    NEW = "new"
+    UP = "up"
+    RUNNING = "running"
+    LATE = "late"
+    STUCK = "stuck"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What the newest pings of a heartbeat say at ``now``."""
 
-    status: str  # new | up | running | late | stuck | failed
+    status: HeartbeatStatus
     #: when the next run is expected to end, and the end of its grace
     due_at: datetime
     deadline: datetime
@@ -213,25 +226,31 @@ def judge(heartbeat: Heartbeat, latest: Sequence[Ping], since: datetime, now: da
     stuck_s = None if running is None else (now - running.at - grace).total_seconds()
     failed = ended is not None and ended.kind is PingKind.FAIL
     if running is not None and stuck_s is not None and stuck_s > 0:
-        status = "stuck"
+        status = HeartbeatStatus.STUCK
         reason = (
             f"the run started at {_stamp(running.at)} has not ended (grace {heartbeat.grace_text})"
         )
     elif late_s > 0:
-        status = "late"
+        status = HeartbeatStatus.LATE
         last = "never pinged" if ended is None else f"last run ended {_stamp(ended.at)}"
         reason = (
             f"no ping by {_stamp(deadline)} ({last}; due {_stamp(due)}, "
             f"grace {heartbeat.grace_text})"
         )
     elif failed and ended is not None:
-        status, reason = "failed", f"the run ended {_stamp(ended.at)} failed{_details(ended)}"
+        status, reason = (
+            HeartbeatStatus.FAILED,
+            f"the run ended {_stamp(ended.at)} failed{_details(ended)}",
+        )
     elif running is not None:
-        status, reason = "running", f"running since {_stamp(running.at)}"
+        status, reason = HeartbeatStatus.RUNNING, f"running since {_stamp(running.at)}"
     elif ended is None:
-        status, reason = "new", f"never pinged; due by {_stamp(deadline)}"
+        status, reason = HeartbeatStatus.NEW, f"never pinged; due by {_stamp(deadline)}"
     else:
-        status, reason = "up", f"the run ended {_stamp(ended.at)} succeeded{_details(ended)}"
+        status, reason = (
+            HeartbeatStatus.UP,
+            f"the run ended {_stamp(ended.at)} succeeded{_details(ended)}",
+        )
     return Verdict(
         status=status,
         due_at=due,
