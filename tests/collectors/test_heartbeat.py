@@ -18,7 +18,9 @@ from opswatch.collectors.heartbeat import (
 )
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.daemon.configure import load_config
-from opswatch.model import Ping, PingKind
+from opswatch.model import Ping, PingKind, Sample
+from opswatch.rules.builtin import builtin_rules
+from opswatch.rules.evaluator import RuleEvaluator
 from tests.conftest import ManualClock
 
 KEY = "0123456789abcdef0123"
@@ -154,3 +156,37 @@ def test_a_cron_heartbeat_is_due_at_the_next_scheduled_time_in_its_zone(
     verdict = judge(batch, [ok], T0, due + grace)
     assert (verdict.due_at, verdict.deadline, verdict.status) == (due, due + grace, "up")
     assert judge(batch, [ok], T0, due + grace + timedelta(seconds=1)).status == "late"
+
+
+def test_check_config_shows_each_heartbeat_with_its_key_masked(clock: ManualClock) -> None:
+    environ = {
+        "OPSWATCH_CHECKS": "heartbeat",
+        "OPSWATCH_HEARTBEAT_TARGETS": "backup=1d/1h, batch=cron:0 3 * * */30m",
+        "OPSWATCH_HEARTBEAT_BACKUP_KEY": KEY,
+        "OPSWATCH_API_TOKEN": "t" * 20,
+    }
+    described = load_config(environ, clock).describe()
+    assert described["collectors"]["heartbeat:backup"] == {
+        "check": "heartbeat:backup",
+        "schedule": "1d",
+        "grace": "1h",
+        "key": "***",
+    }
+    assert described["collectors"]["heartbeat:batch"]["key"] == "none: the write token"
+    assert described["collectors"]["heartbeat:batch"]["schedule"] == "cron:0 3 * * *;tz=UTC"
+    assert KEY not in repr(described)
+    assert {"heartbeat_missing", "heartbeat_failed"} <= {r["name"] for r in described["rules"]}
+
+
+def test_the_missing_rule_is_tunable_like_every_rule() -> None:
+    env = Env({"OPSWATCH_RULE_HEARTBEAT_MISSING_CRITICAL": "300"})
+    evaluator = RuleEvaluator(builtin_rules(env, 30.0))
+    labels, notes = {"target": "backup"}, {"reason": "no ping by …"}
+
+    def findings(overdue: float) -> list[str]:
+        sample = Sample("heartbeat:backup", "heartbeat.overdue_seconds", overdue, T0, labels, notes)
+        return [f.summary for f in evaluator.evaluate("heartbeat:backup", [sample]).findings]
+
+    assert findings(299.0) == []
+    assert findings(301.0) == ["heartbeat backup: no ping by …"]
+    assert findings(-5.0) == []  # the next good ping: resolved in the same run
