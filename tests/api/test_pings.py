@@ -288,3 +288,33 @@ async def test_a_ping_the_state_store_does_not_take_answers_503_and_logs_no_key(
     assert (status, listed) == (503, 503)
     assert [e["event"] for e in logs] == ["heartbeat_store_failed"] * 2
     assert KEY not in repr(logs)
+
+
+async def test_a_ping_served_by_one_replica_is_judged_by_the_replica_running_the_check(
+    postgres_dsn: str, clock: ManualClock
+) -> None:
+    async with fresh_schema(postgres_dsn) as schema:
+        state = {"OPSWATCH_STATE_URL": postgres_dsn, "OPSWATCH_STATE_SCHEMA": schema}
+        a, b = Daemon(state, clock), Daemon(state, clock)
+        await a.start()
+        await b.start()
+        try:
+            clock.advance(25 * HOUR + 60)
+            await a.run("backup")  # a takes the check's lease
+            assert [x.rule for x in a.firing()] == ["heartbeat_missing"]
+
+            status, _ = await b.post(f"/ping/backup?key={KEY}")
+
+            assert status == 200
+            assert b.firing() == []  # b stands by: the check is a's
+            assert [x.rule for x in a.firing()] == ["heartbeat_missing"]
+            await a.run("backup")  # a's next run reads the ping b stored
+            assert a.firing() == []
+            assert b.app is not None
+            assert [t.kind for t in await b.app.store.history(limit=2)] == [
+                TransitionKind.RESOLVED,
+                TransitionKind.FIRED,
+            ]
+        finally:
+            await b.stop()
+            await a.stop()
