@@ -44,7 +44,7 @@ class Costs:
 
 def _all_environ(port: int, pidfile: Path, files: Path) -> tuple[dict[str, str], list[str]]:
     """The ``all`` configuration, minus services that do not answer here (named in the list)."""
-    checks = ["host", "http", "prometheus", "tcp", "process", "file", "command"]
+    checks = ["host", "http", "prometheus", "tcp", "process", "file", "command", "heartbeat"]
     environ = {
         "OPSWATCH_HTTP_TARGETS": f"web=http://127.0.0.1:{port}/health",
         "OPSWATCH_PROMETHEUS_TARGETS": f"app=http://127.0.0.1:{port}/metrics",
@@ -54,6 +54,8 @@ def _all_environ(port: int, pidfile: Path, files: Path) -> tuple[dict[str, str],
         "OPSWATCH_PROCESS_TARGETS": f"web=pidfile:{pidfile}",
         "OPSWATCH_FILE_TARGETS": f"state={files}/*.txt",
         "OPSWATCH_COMMAND_TARGETS": "true=/bin/true",
+        "OPSWATCH_HEARTBEAT_TARGETS": "backup=1d/1h",
+        "OPSWATCH_HEARTBEAT_BACKUP_KEY": "bench-heartbeat-key-0123",
     }
     absent = []
     services = {

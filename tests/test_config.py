@@ -48,6 +48,7 @@ BAD_VALUES = [
     ("OPSWATCH_PROCESS_TARGETS", "web=guess:nginx"),
     ("OPSWATCH_COMMAND_TARGETS", "x=relative/path"),
     ("OPSWATCH_FILE_TARGETS", "backups=relative/*.dump"),
+    ("OPSWATCH_HEARTBEAT_TARGETS", "backup=1d"),
     ("OPSWATCH_PROMETHEUS_TARGETS", "api=ftp://app/metrics"),
     ("OPSWATCH_WEBHOOK_TIMEOUT", "never"),
     ("OPSWATCH_REPEAT_WARNING", "often"),

@@ -69,6 +69,10 @@ def visible(*things: object) -> str:
 COLLECTOR_ENV: Mapping[str, Callable[[int, str], dict[str, str]]] = {
     "command": lambda _port, _secret: {"OPSWATCH_COMMAND_TARGETS": "t=/bin/true"},
     "file": lambda _port, _secret: {"OPSWATCH_FILE_TARGETS": "t=/nonexistent/*.dump"},
+    "heartbeat": lambda _port, secret: {
+        "OPSWATCH_HEARTBEAT_TARGETS": "t=1d/1h",
+        "OPSWATCH_HEARTBEAT_T_KEY": f"key-{secret}-0123456789",
+    },
     "host": lambda _port, _secret: {},
     "http": lambda port, secret: {
         "OPSWATCH_HTTP_TARGETS": f"t=http://user:{secret}@127.0.0.1:{port}/health?token={secret}"
@@ -103,6 +107,7 @@ OUTAGE_LOG: Mapping[str, tuple[str, str] | None] = {
 NO_PORT = {
     "command": "runs a local program: no port to be closed",
     "file": "matches local files: no port to be closed",
+    "heartbeat": "judges pings kept in the state store: no port to be closed",
     "host": "measures this machine: no port to be closed",
     "process": "matches local processes: no port to be closed",
 }

@@ -21,6 +21,8 @@ from opswatch.model import (
     MatchOp,
     Notification,
     NotificationKind,
+    Ping,
+    PingKind,
     RecoveryOutcome,
     RecoveryResult,
     Sample,
@@ -209,6 +211,30 @@ def _legacy_note(data: JSON) -> str | None:
     return str(data["text"]).split("\n\n", 1)[0]
 
 
+def ping_to_json(ping: Ping) -> JSON:
+    return {
+        "heartbeat": ping.heartbeat,
+        "kind": ping.kind.value,
+        "at": ping.at.isoformat(),
+        "exit_status": ping.exit_status,
+        "output": ping.output,
+        "truncated": ping.truncated,
+        "duration_s": ping.duration_s,
+    }
+
+
+def ping_from_json(data: JSON) -> Ping:
+    return Ping(
+        heartbeat=data["heartbeat"],
+        kind=PingKind(data["kind"]),
+        at=_required_time(data["at"]),
+        exit_status=data["exit_status"],
+        output=data["output"],
+        truncated=data["truncated"],
+        duration_s=data["duration_s"],
+    )
+
+
 # -- API answers (encode only) -----------------------------------------------------------
 
 
@@ -365,4 +391,14 @@ shape(
     limit=INTEGER,
     left=INTEGER,
     next_trial_at=NULLABLE_TIME,
+)
+shape(
+    "Ping",
+    heartbeat=STRING,
+    kind=_enum(PingKind),
+    at=TIME,
+    exit_status=_type("integer", nullable=True),
+    output=STRING,
+    truncated=BOOLEAN,
+    duration_s=_type("number", nullable=True),
 )

@@ -183,17 +183,7 @@ class Env:
         value = self.raw(name)
         if value is None:
             return default
-        match = _DURATION.match(value)
-        if match is None:
-            raise ConfigError(
-                name, f"expected a duration such as 30s, 500ms, 5m or 1h, got {_shown(value)}"
-            )
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-        if not seconds <= MAX_DURATION:  # also refuses inf (a number of 400 digits)
-            raise ConfigError(name, f"expected at most 365d, got {_shown(value)}")
-        if minimum is not None and seconds < minimum:
-            raise ConfigError(name, f"expected at least {minimum:g}s, got {value!r}")
-        return seconds
+        return parse_duration(name, value, minimum=minimum)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
@@ -324,6 +314,22 @@ class Env:
             and key not in self.read
             and not key.startswith(ignored_prefixes)
         ]
+
+
+def parse_duration(name: str, value: str, *, minimum: float | None = None) -> float:
+    """Seconds from ``value`` as :meth:`Env.duration` reads it; errors name ``name`` (a
+    variable, or a variable and the item of a list it is part of)."""
+    match = _DURATION.match(value)
+    if match is None:
+        raise ConfigError(
+            name, f"expected a duration such as 30s, 500ms, 5m or 1h, got {_shown(value)}"
+        )
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if not seconds <= MAX_DURATION:  # also refuses inf (a number of 400 digits)
+        raise ConfigError(name, f"expected at most 365d, got {_shown(value)}")
+    if minimum is not None and seconds < minimum:
+        raise ConfigError(name, f"expected at least {minimum:g}s, got {value!r}")
+    return seconds
 
 
 def target_variable(kind: str, target: str, option: str) -> str:

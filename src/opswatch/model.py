@@ -304,3 +304,27 @@ class Silence:
     comment: str
     created_at: datetime
     updated_at: datetime
+
+
+class PingKind(StrEnum):
+    """What a job's ping says: it ran fine, it starts, or it failed."""
+
+    SUCCESS = "success"
+    START = "start"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """One call of a job to ``/ping/{name}`` (:mod:`opswatch.collectors.heartbeat`)."""
+
+    heartbeat: str
+    kind: PingKind
+    at: datetime
+    #: the job's exit status when it sent one (``/ping/{name}/{exit_status}``)
+    exit_status: int | None = None
+    #: the job's output (the request body), cut to the first 10 KiB
+    output: str = ""
+    truncated: bool = False
+    #: seconds since the start ping of its run (a success or fail after a start)
+    duration_s: float | None = None

@@ -17,6 +17,7 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Ping,
     RecoveryResult,
     Silence,
     Transition,
@@ -139,6 +140,22 @@ class SilenceStore(Protocol):
         ...
 
 
+class PingStore(Protocol):
+    """Heartbeat pings (:mod:`opswatch.collectors.heartbeat`): every replica reads the same."""
+
+    async def ping_record(self, ping: Ping, keep: int) -> None:
+        """Store ``ping`` and drop all but the newest ``keep`` pings of its heartbeat."""
+        ...
+
+    async def pings(self, heartbeat: str, limit: int = 100) -> list[Ping]:
+        """The newest pings of ``heartbeat`` first."""
+        ...
+
+    async def pings_latest(self, heartbeat: str) -> list[Ping]:
+        """The newest ping of each kind of ``heartbeat``."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -147,7 +164,7 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, Protocol):
+class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, PingStore, Protocol):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...

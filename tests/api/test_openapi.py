@@ -105,6 +105,9 @@ async def test_write_routes_carry_the_bearer_requirement_and_their_401_403_404(
         if route.scope is Scope.WRITE:
             assert operation["security"] == [{"bearer": []}]
             assert {"401", "403", "404"} <= set(operation["responses"])
+        elif route.scope is Scope.PING:  # a heartbeat's key, or the bearer token
+            assert operation["security"] == [{"heartbeatKey": []}, {"bearer": []}]
+            assert {"401", "403", "404", "413"} <= set(operation["responses"])
         else:
             assert "security" not in operation
             assert "401" not in operation["responses"]

@@ -21,6 +21,8 @@ from opswatch.model import (
     Matcher,
     MatchOp,
     Notification,
+    Ping,
+    PingKind,
     RecoveryOutcome,
     RecoveryResult,
     Severity,
@@ -368,6 +370,7 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_recovery_runs",
         "opswatch_evidence",
         "opswatch_silences",
+        "opswatch_pings",
     }
 
 
@@ -603,5 +606,38 @@ async def test_silences_are_kept_replaced_by_id_and_read_by_their_end(
     await reopened.open()
     try:
         assert await reopened.silences(NOW) == [sooner, changed]
+    finally:
+        await reopened.close()
+
+
+# -- heartbeat pings ------------------------------------------------------------------------
+
+
+async def test_pings_are_kept_newest_first_pruned_per_heartbeat_and_read_latest_per_kind(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    await store.open()
+    try:
+        start = Ping("backup", PingKind.START, NOW)
+        done = Ping("backup", PingKind.SUCCESS, NOW + timedelta(seconds=30), 0, "ok\n", False, 30.0)
+        other = Ping("batch", PingKind.FAIL, NOW, 3, "boom", True)
+        for ping in (start, done, other):
+            await store.ping_record(ping, keep=3)
+        assert await store.pings("backup") == [done, start]
+        assert await store.pings_latest("batch") == [other]
+        later = [Ping("backup", PingKind.SUCCESS, NOW + timedelta(minutes=m)) for m in range(1, 4)]
+        for ping in later:
+            await store.ping_record(ping, keep=3)
+        # three kept: the start is gone, batch keeps its own
+        assert await store.pings("backup") == later[::-1]
+        assert await store.pings("backup", limit=1) == [later[-1]]
+    finally:
+        await store.close()
+    reopened = make_store()
+    await reopened.open()
+    try:
+        assert await reopened.pings_latest("backup") == [later[-1]]
+        assert await reopened.pings("batch") == [other]
     finally:
         await reopened.close()

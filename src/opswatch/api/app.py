@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, openapi, operator, recovery, silences
+from opswatch.api import alerts, checks, heartbeats, openapi, operator, pings, recovery, silences
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
@@ -66,6 +66,17 @@ _OPERATOR_ANSWER = obj(alert=ref("Alert"), transition=ref("Transition"))
 _OPERATOR_ERRORS = (
     (409, "the alert's check run is committing a change to it; try again"),
     (503, "the state store refused the change; nothing changed"),
+)
+
+_HEARTBEAT_STORE_DOWN = (503, "the state store did not answer")
+#: the statuses of a heartbeat's ping (its key or the token: the ``ping`` scope's security)
+_PING_ERRORS = (
+    (400, "an exit status that is not start, fail or 0-255"),
+    (401, "neither a key nor a bearer token"),
+    (403, "a wrong key or token"),
+    (404, "no such heartbeat"),
+    (413, "a body over 64 KiB"),
+    (503, "the state store did not answer: the ping was not recorded"),
 )
 
 #: every endpoint, with its scope and what it answers (README: HTTP API)
@@ -224,6 +235,46 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
     Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    *(
+        Route(
+            "POST",
+            path,
+            handler,
+            Scope.PING,
+            f"a heartbeat's ping: {what} (body: the job's output, first 10 KiB kept)",
+            answer=ref("Ping"),
+            errors=_PING_ERRORS,
+        )
+        for path, handler, what in (
+            ("/ping/{name}", pings.success, "the job succeeded"),
+            ("/ping/{name}/start", pings.start, "the job starts"),
+            ("/ping/{name}/fail", pings.fail, "the job failed"),
+            ("/ping/{name}/{exit_status}", pings.exit_status, "the job ended, 0 is success"),
+        )
+    ),
+    Route(
+        "GET",
+        "/api/v1/heartbeats",
+        heartbeats.listed,
+        Scope.READ,
+        "each heartbeat: schedule, status, last pings, active alerts",
+        answer=obj(heartbeats=array(ref("Heartbeat"))),
+        errors=(_HEARTBEAT_STORE_DOWN,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/heartbeats/{name}",
+        heartbeats.one,
+        Scope.READ,
+        "one heartbeat and its newest pings",
+        query=(LIMIT,),
+        answer={
+            "allOf": [ref("Heartbeat")],
+            "properties": {"pings": array(ref("Ping"))},
+            "required": ["pings"],
+        },
+        errors=((404, "no such heartbeat"), _HEARTBEAT_STORE_DOWN),
+    ),
 )
 
 
@@ -240,6 +291,7 @@ def build_app(
         app.router.add_route(route.method, route.path, route.handler)
         scopes[route.path, route.method] = route.scope
     app[SCOPES] = scopes
+    app[pings.TOKEN] = token
     app[DOCUMENT] = document(ROUTES)
     return app
 

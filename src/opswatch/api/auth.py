@@ -23,6 +23,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
+    #: a heartbeat's ping: its handler checks the heartbeat's key or the write token
+    #: (:mod:`opswatch.api.pings`); this middleware lets it through
+    PING = "ping"
 
 
 #: the scope of each route, set by the route table (``route.resource.canonical``, method)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 OPENAPI_VERSION = "3.1.0"
 #: the name of the bearer security scheme (``components.securitySchemes``)
 BEARER = "bearer"
+#: the name of the heartbeat key security scheme (``?key=`` of a ping)
+PING_KEY = "heartbeatKey"
 #: the document served, built once from the route table by ``build_app``
 DOCUMENT: web.AppKey[JSON] = web.AppKey("openapi_document")
 
@@ -70,7 +72,13 @@ def document(routes: Iterable[Route], version: str = __version__) -> JSON:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "the value of OPSWATCH_API_TOKEN",
-                }
+                },
+                PING_KEY: {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "key",
+                    "description": "a heartbeat's key, OPSWATCH_HEARTBEAT_<NAME>_KEY",
+                },
             },
         },
     }
@@ -102,6 +110,8 @@ def _operation(route: Route, template: str) -> JSON:
     operation["responses"] = _responses(route)
     if route.scope is Scope.WRITE:
         operation["security"] = [{BEARER: []}]
+    if route.scope is Scope.PING:
+        operation["security"] = [{PING_KEY: []}, {BEARER: []}]
     return operation
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
+from opswatch.collectors.heartbeat import HeartbeatDesk
 from opswatch.model import Alert, CheckStatus, Health
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
@@ -55,6 +56,8 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
+    #: heartbeat pings and reads; ``None``: no heartbeat exists (the routes answer 404)
+    heartbeats: HeartbeatDesk | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -65,6 +68,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
+HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -76,6 +80,7 @@ def install(app: web.Application, services: Services) -> None:
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
+    app[HEARTBEATS] = services.heartbeats
 
 
 class MetricsView:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from opswatch.collectors.base import Collector
 from opswatch.collectors.command import CommandCollector
 from opswatch.collectors.file import FileCollector
+from opswatch.collectors.heartbeat import HeartbeatCheck
 from opswatch.collectors.host import HostCollector
 from opswatch.collectors.http import HttpCollector
 from opswatch.collectors.postgres import PostgresCollector
@@ -20,6 +21,7 @@ from opswatch.collectors.tcp import TcpCollector
 COLLECTORS: dict[str, type[Collector]] = {
     "command": CommandCollector,
     "file": FileCollector,
+    "heartbeat": HeartbeatCheck,
     "host": HostCollector,
     "http": HttpCollector,
     "postgres": PostgresCollector,

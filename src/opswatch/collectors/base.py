@@ -19,6 +19,7 @@ import structlog
 
 from opswatch.config import PREFIX, ConfigError, Env, Target
 from opswatch.model import Clock, Labels, Sample
+from opswatch.ports import PingStore
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,16 @@ class EventSource(Protocol):
     def supports_watch(self) -> bool: ...
 
     async def watch(self, emit: Emit) -> None: ...
+
+
+@runtime_checkable
+class StoreCheck(Protocol):
+    """A check that measures what the state store holds (a heartbeat's pings), so that every
+    replica and a restart see the same: the daemon hands it the store before it runs."""
+
+    check: str
+
+    def use_store(self, store: PingStore) -> None: ...
 
 
 def up_sample(kind: str, check: str, up: bool, at: datetime, labels: Labels) -> Sample:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -24,7 +24,8 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
 from opswatch.api.services import MetricsView, Services
-from opswatch.collectors.base import EventSource
+from opswatch.collectors.base import Collector, EventSource, StoreCheck
+from opswatch.collectors.heartbeat import HeartbeatDesk
 from opswatch.daemon.checks import CheckBoard
 from opswatch.daemon.configure import AppConfig
 from opswatch.daemon.cycle import CheckCycle
@@ -130,6 +131,10 @@ class App:
             scheduler=self.scheduler,
             clock=clock,
         )
+        self.use_store(config.collectors)
+        self.heartbeats = HeartbeatDesk(
+            lambda: self.cycle.collectors, self.store, clock, self._recheck
+        )
         self.services = Services(
             self.checks,
             self.tracker,
@@ -139,6 +144,7 @@ class App:
             self.silences,
             operator=Operator(self.book, clock),
             mutes=self.mutes,
+            heartbeats=self.heartbeats,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -147,6 +153,19 @@ class App:
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False
         self._opened = False
+
+    def use_store(self, collectors: Iterable[Collector]) -> None:
+        """Hand the state store to the checks that read it (heartbeats; a reload's too)."""
+        for collector in collectors:
+            if isinstance(collector, StoreCheck):
+                collector.use_store(self.store)
+
+    async def _recheck(self, check: str) -> None:
+        """Run ``check`` now through the event path (a heartbeat was pinged)."""
+        collector = self.cycle.collectors.get(check)
+        if collector is not None:
+            samples, _ = await self.cycle.collect(collector)
+            await self.cycle.emitter(check)(samples)
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)

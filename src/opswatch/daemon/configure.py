@@ -12,6 +12,7 @@ from typing import Any
 
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
+from opswatch.collectors.heartbeat import refuse_unpingable
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
 from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
@@ -121,6 +122,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
+    refuse_unpingable(collectors, api_token)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)

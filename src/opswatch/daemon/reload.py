@@ -144,6 +144,7 @@ class Reload:
         # else the evaluator keeps its debounce and hysteresis state
         rules_changed = app.evaluator.configure(config.rules)
         app.tracker.configure(config.repeat_interval)
+        app.use_store(config.collectors)
         app.cycle.collectors = {c.check: c for c in config.collectors}
         app.checks.configure(app.cycle.collectors, timing)
         app.scheduler.reset(timing)

@@ -137,6 +137,11 @@ BUILTIN: tuple[RuleSpec, ...] = (
              "{target} p95 latency is {value:.2f}s (threshold {threshold:g}s)", for_cycles=3),
     RuleSpec("app_metrics_down", "prometheus.up", "<", (Level(C, 1, 1),),
              "{target} /metrics cannot be scraped", for_cycles=2),
+    # heartbeats, the dead-man switch of cron jobs (collectors/heartbeat.py)
+    RuleSpec("heartbeat_missing", "heartbeat.overdue_seconds", ">", (Level(C, 0),),
+             "heartbeat {target}: {reason}"),
+    RuleSpec("heartbeat_failed", "heartbeat.failed", ">", (Level(C, 0),),
+             "heartbeat {target}: {reason}"),
 )
 # fmt: on
 

@@ -51,6 +51,8 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    ping_from_json,
+    ping_to_json,
     silence_from_json,
     silence_to_json,
     transition_from_json,
@@ -61,6 +63,7 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Ping,
     RecoveryOutcome,
     RecoveryResult,
     Silence,
@@ -153,6 +156,16 @@ MIGRATIONS: tuple[str, ...] = (
         data text NOT NULL
     );
     CREATE INDEX opswatch_silences_ends_at ON opswatch_silences (ends_at);
+    """,
+    # heartbeat pings (collectors/heartbeat.py)
+    """
+    CREATE TABLE opswatch_pings (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        heartbeat text NOT NULL,
+        kind text NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX opswatch_pings_heartbeat ON opswatch_pings (heartbeat, kind, id);
     """,
 )
 
@@ -438,6 +451,39 @@ class PostgresStore:
             "SELECT data FROM opswatch_silences WHERE ends_at > $1 ORDER BY id", ending_after
         )
         return [silence_from_json(json.loads(row[0])) for row in rows]
+
+    # -- heartbeat pings (see collectors/heartbeat.py) -------------------------------------
+
+    async def ping_record(self, ping: Ping, keep: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO opswatch_pings (heartbeat, kind, data) VALUES ($1, $2, $3)",
+                ping.heartbeat,
+                ping.kind.value,
+                json.dumps(ping_to_json(ping)),
+            )
+            await conn.execute(
+                "DELETE FROM opswatch_pings WHERE heartbeat = $1 AND id <= (SELECT id FROM "
+                "opswatch_pings WHERE heartbeat = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                ping.heartbeat,
+                keep,
+            )
+
+    async def pings(self, heartbeat: str, limit: int = 100) -> list[Ping]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_pings WHERE heartbeat = $1 ORDER BY id DESC LIMIT $2",
+            heartbeat,
+            limit,
+        )
+        return [ping_from_json(json.loads(row[0])) for row in rows]
+
+    async def pings_latest(self, heartbeat: str) -> list[Ping]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_pings WHERE id IN (SELECT max(id) FROM opswatch_pings "
+            "WHERE heartbeat = $1 GROUP BY kind) ORDER BY id",
+            heartbeat,
+        )
+        return [ping_from_json(json.loads(row[0])) for row in rows]
 
     # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
 

@@ -25,6 +25,8 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    ping_from_json,
+    ping_to_json,
     silence_from_json,
     silence_to_json,
     transition_from_json,
@@ -35,6 +37,7 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Ping,
     RecoveryOutcome,
     RecoveryResult,
     Silence,
@@ -107,6 +110,16 @@ _MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     CREATE INDEX silences_ends_at ON silences (ends_at_epoch);
+    """,
+    # heartbeat pings (collectors/heartbeat.py)
+    """
+    CREATE TABLE pings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        heartbeat TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX pings_heartbeat ON pings (heartbeat, kind, id);
     """,
 )
 
@@ -218,6 +231,44 @@ class SQLiteStore:
                 (ending_after.timestamp(),),
             ).fetchall()
             return [silence_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- heartbeat pings (see collectors/heartbeat.py) -------------------------------------
+
+    async def ping_record(self, ping: Ping, keep: int) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute(
+                    "INSERT INTO pings (heartbeat, kind, data) VALUES (?, ?, ?)",
+                    (ping.heartbeat, ping.kind.value, json.dumps(ping_to_json(ping))),
+                )
+                db.execute(
+                    "DELETE FROM pings WHERE heartbeat = ? AND id <= (SELECT id FROM pings "
+                    "WHERE heartbeat = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (ping.heartbeat, ping.heartbeat, keep),
+                )
+
+        await self._call(write)
+
+    async def pings(self, heartbeat: str, limit: int = 100) -> list[Ping]:
+        def read(db: sqlite3.Connection) -> list[Ping]:
+            rows = db.execute(
+                "SELECT data FROM pings WHERE heartbeat = ? ORDER BY id DESC LIMIT ?",
+                (heartbeat, limit),
+            ).fetchall()
+            return [ping_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    async def pings_latest(self, heartbeat: str) -> list[Ping]:
+        def read(db: sqlite3.Connection) -> list[Ping]:
+            rows = db.execute(
+                "SELECT data FROM pings WHERE id IN "
+                "(SELECT max(id) FROM pings WHERE heartbeat = ? GROUP BY kind) ORDER BY id",
+                (heartbeat,),
+            ).fetchall()
+            return [ping_from_json(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
