@@ -304,3 +304,30 @@ class Silence:
     comment: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Notifications and recovery paused for one check (``check``) or every check (``None``)
+    since ``since``, by ``by`` (:mod:`opswatch.alerts.pause`); collection goes on."""
+
+    check: str | None
+    by: str
+    comment: str | None
+    since: datetime
+
+
+class PauseAction(StrEnum):
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseEvent:
+    """One pause or resume, for the audit: what (``checks``, empty: every check), who, why."""
+
+    action: PauseAction
+    checks: tuple[str, ...]
+    by: str
+    comment: str | None
+    at: datetime

@@ -17,6 +17,8 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Pause,
+    PauseEvent,
     RecoveryResult,
     Silence,
     Transition,
@@ -139,6 +141,25 @@ class SilenceStore(Protocol):
         ...
 
 
+class PauseStore(Protocol):
+    """Pauses (:mod:`opswatch.alerts.pause`) and their audit: every replica reads the same."""
+
+    async def pause_change(
+        self, paused: Sequence[Pause], resumed: Sequence[str | None], event: PauseEvent
+    ) -> None:
+        """In one transaction: insert or replace ``paused`` (by check; ``None``: every
+        check), delete the pauses of the checks in ``resumed``, and record ``event``."""
+        ...
+
+    async def pauses(self) -> list[Pause]:
+        """The pauses in force."""
+        ...
+
+    async def pause_events(self, limit: int = 100) -> list[PauseEvent]:
+        """The newest pause and resume events first."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -147,7 +168,7 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, Protocol):
+class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, PauseStore, Protocol):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, openapi, operator, recovery, silences
+from opswatch.api import alerts, checks, monitoring, openapi, operator, recovery, silences
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
@@ -68,6 +68,17 @@ _OPERATOR_ERRORS = (
     (503, "the state store refused the change; nothing changed"),
 )
 
+#: the body of a pause or resume
+_MONITORING_BODY: JSON = {
+    "type": "object",
+    "properties": {"checks": array(STRING), "author": STRING, "comment": STRING},
+    "required": ["author"],
+    "additionalProperties": False,
+}
+_MONITORING_ANSWER = obj(
+    paused_all=BOOLEAN, pauses=array(ref("Pause")), events=array(ref("PauseEvent"))
+)
+
 #: every endpoint, with its scope and what it answers (README: HTTP API)
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -76,7 +87,7 @@ ROUTES: tuple[Route, ...] = (
         checks.healthz,
         Scope.READ,
         "200 healthy, 503 with the reason",
-        answer=ref("Health"),
+        answer={"allOf": [ref("Health"), obj(paused=array(ref("Pause")))]},
         also=((503, "unhealthy, with the reason"),),
     ),
     Route(
@@ -89,6 +100,7 @@ ROUTES: tuple[Route, ...] = (
             checks={"type": "object", "additionalProperties": ref("CheckStatus")},
             active_alerts=INTEGER,
             outbox=obj(pending=INTEGER, failed=INTEGER),
+            paused=array(ref("Pause")),
         ),
     ),
     Route(
@@ -224,6 +236,36 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
     Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "GET",
+        "/api/v1/monitoring",
+        monitoring.state,
+        Scope.READ,
+        "what is paused, by whom, since when; the latest pause and resume events",
+        query=(
+            Param("limit", LIMIT.schema | {"default": monitoring.EVENTS}, "events, newest first"),
+        ),
+        answer=_MONITORING_ANSWER,
+    ),
+    Route(
+        "POST",
+        "/api/v1/monitoring/pause",
+        monitoring.pause,
+        Scope.WRITE,
+        "pause notifications and recovery of the checks (none: every check); collection goes on",
+        body=_MONITORING_BODY,
+        answer=_MONITORING_ANSWER,
+    ),
+    Route(
+        "POST",
+        "/api/v1/monitoring/resume",
+        monitoring.resume,
+        Scope.WRITE,
+        "resume the checks (none: every pause ends)",
+        body=_MONITORING_BODY,
+        answer=_MONITORING_ANSWER,
+        errors=((409, "every check is paused: resume them all, then pause the others"),),
+    ),
 )
 
 

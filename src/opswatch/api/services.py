@@ -14,9 +14,10 @@ from typing import Protocol
 from aiohttp import web
 
 from opswatch.alerts.operator import Operator
+from opswatch.alerts.pause import Pauses
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
-from opswatch.model import Alert, CheckStatus, Health
+from opswatch.model import Alert, CheckStatus, Health, Pause
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
@@ -55,6 +56,8 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
+    #: pause and resume (``/api/v1/monitoring``); ``None``: the routes answer 503
+    pauses: Pauses | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -65,6 +68,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
+PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -76,6 +80,7 @@ def install(app: web.Application, services: Services) -> None:
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
+    app[PAUSES] = services.pauses
 
 
 class MetricsView:
@@ -110,3 +115,6 @@ class MetricsView:
 
     def recovery_outcomes(self) -> Mapping[tuple[str, str], int]:
         return self._s.recovery.runner.outcomes
+
+    def pauses(self) -> Sequence[Pause]:
+        return [] if self._s.pauses is None else self._s.pauses.muter.pauses()

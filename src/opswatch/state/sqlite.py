@@ -25,6 +25,11 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    pause_event_from_json,
+    pause_event_to_json,
+    pause_from_json,
+    pause_scope,
+    pause_to_json,
     silence_from_json,
     silence_to_json,
     transition_from_json,
@@ -35,6 +40,8 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Pause,
+    PauseEvent,
     RecoveryOutcome,
     RecoveryResult,
     Silence,
@@ -107,6 +114,18 @@ _MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     CREATE INDEX silences_ends_at ON silences (ends_at_epoch);
+    """,
+    # 4: pauses and their audit (alerts/pause.py); scope '*' is every check
+    """
+    CREATE TABLE pauses (
+        scope TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE pause_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
     """,
 )
 
@@ -218,6 +237,44 @@ class SQLiteStore:
                 (ending_after.timestamp(),),
             ).fetchall()
             return [silence_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- pauses (see alerts/pause.py) -------------------------------------------------------
+
+    async def pause_change(
+        self, paused: Sequence[Pause], resumed: Sequence[str | None], event: PauseEvent
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(
+                    "DELETE FROM pauses WHERE scope = ?", [(pause_scope(c),) for c in resumed]
+                )
+                db.executemany(
+                    "INSERT INTO pauses (scope, data) VALUES (?, ?) "
+                    "ON CONFLICT (scope) DO UPDATE SET data = excluded.data",
+                    [(pause_scope(p.check), json.dumps(pause_to_json(p))) for p in paused],
+                )
+                db.execute(
+                    "INSERT INTO pause_events (at, data) VALUES (?, ?)",
+                    (event.at.isoformat(), json.dumps(pause_event_to_json(event))),
+                )
+
+        await self._call(write)
+
+    async def pauses(self) -> list[Pause]:
+        def read(db: sqlite3.Connection) -> list[Pause]:
+            rows = db.execute("SELECT data FROM pauses ORDER BY scope").fetchall()
+            return [pause_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    async def pause_events(self, limit: int = 100) -> list[PauseEvent]:
+        def read(db: sqlite3.Connection) -> list[PauseEvent]:
+            rows = db.execute(
+                "SELECT data FROM pause_events ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [pause_event_from_json(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
