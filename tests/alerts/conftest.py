@@ -4,7 +4,6 @@ test through ``App.cycle.process`` with a manual clock, its outbox pass by pass:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from tenacity import wait_none
