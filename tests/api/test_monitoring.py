@@ -4,9 +4,7 @@ write scope, bad bodies, and what ``/status``, ``/healthz``, ``/metrics`` and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,16 +14,9 @@ from opswatch.codec import SCHEMAS, pause_event_to_json, pause_to_json
 from opswatch.model import Pause, PauseAction, PauseEvent
 from tests.conftest import ManualClock
 
-from .test_silences import Api
+from .test_silences import Api, api
 
-
-@pytest.fixture
-async def api(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Api]:
-    api = Api(tmp_path, clock)
-    await api.start()
-    yield api
-    await api.stop()
-
+__all__ = ["api"]  # the daemon behind the API
 
 PAUSE = {"checks": ["host"], "author": "ana", "comment": "disk swap"}
 
