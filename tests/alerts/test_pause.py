@@ -153,6 +153,16 @@ async def test_unknown_checks_and_resuming_some_checks_while_all_are_paused_are_
     assert len(await pauses.events()) == 1  # a refused change is no event
 
 
+async def test_a_paused_check_that_a_reload_removed_can_still_be_resumed(daemon: Daemon) -> None:
+    app = daemon.app
+    await app.pauses.pause(["http:api"], by="ana")
+    app.reloader.enable()  # as start() does
+    assert await app.reload({**daemon.environ, "OPSWATCH_CHECKS": "host"})
+    with pytest.raises(PauseError, match="checks: no check 'http:api'"):
+        await app.pauses.pause(["http:api"], by="ana")
+    assert await app.pauses.resume(["http:api"], by="bob") == []
+
+
 def test_the_muter_names_each_pause_that_holds_an_alert(clock: ManualClock) -> None:
     every = Pause(None, "ana", None, clock.now)
     api = Pause("http:api", "bob", "deploy", clock.now)

@@ -126,7 +126,8 @@ class Pauses:
         """Resume ``checks`` (empty: every pause ends, of every check and of each). Resuming
         some checks while every check is paused is refused (:class:`PausedEverywhereError`).
         Returns the pauses still in force."""
-        wanted = self._known(checks)
+        # a check a reload removed can still be resumed
+        wanted = self._known(checks, {p.check for p in self.muter.pauses() if p.check})
         every = self.muter.get(None)
         if wanted and every is not None:
             raise PausedEverywhereError(
@@ -141,9 +142,9 @@ class Pauses:
         log.info("monitoring_resumed", checks=wanted or "all", by=by, comment=comment)
         return self.muter.pauses()
 
-    def _known(self, checks: Sequence[str]) -> list[str]:
-        """``checks`` without repeats, each a configured check."""
-        known = self._checks()
+    def _known(self, checks: Sequence[str], paused: Collection[str] = ()) -> list[str]:
+        """``checks`` without repeats, each a configured check (or one of ``paused``)."""
+        known = {*self._checks(), *paused}
         for check in checks:
             if check not in known:
                 listed = ", ".join(sorted(known)) or "none"
