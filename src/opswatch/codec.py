@@ -21,6 +21,9 @@ from opswatch.model import (
     MatchOp,
     Notification,
     NotificationKind,
+    Pause,
+    PauseAction,
+    PauseEvent,
     Ping,
     PingKind,
     RecoveryOutcome,
@@ -320,6 +323,53 @@ def silence_from_json(data: JSON) -> Silence:
     )
 
 
+#: the store key of a pause of every check (no check is named ``*``)
+EVERY_CHECK = "*"
+
+
+def pause_scope(check: str | None) -> str:
+    """The store key of the pause of ``check`` (``None``: every check)."""
+    return EVERY_CHECK if check is None else check
+
+
+def pause_to_json(pause: Pause) -> JSON:
+    return {
+        "check": pause.check,
+        "by": pause.by,
+        "comment": pause.comment,
+        "since": pause.since.isoformat(),
+    }
+
+
+def pause_from_json(data: JSON) -> Pause:
+    return Pause(
+        check=data["check"],
+        by=data["by"],
+        comment=data["comment"],
+        since=_required_time(data["since"]),
+    )
+
+
+def pause_event_to_json(event: PauseEvent) -> JSON:
+    return {
+        "action": event.action.value,
+        "checks": list(event.checks),
+        "by": event.by,
+        "comment": event.comment,
+        "at": event.at.isoformat(),
+    }
+
+
+def pause_event_from_json(data: JSON) -> PauseEvent:
+    return PauseEvent(
+        action=PauseAction(data["action"]),
+        checks=tuple(data["checks"]),
+        by=data["by"],
+        comment=data["comment"],
+        at=_required_time(data["at"]),
+    )
+
+
 # the shapes of the API answers
 
 shape(
@@ -401,4 +451,13 @@ shape(
     output=STRING,
     truncated=BOOLEAN,
     duration_s=_type("number", nullable=True),
+)
+shape("Pause", check=NULLABLE_STRING, by=STRING, comment=NULLABLE_STRING, since=TIME)
+shape(
+    "PauseEvent",
+    action=_enum(PauseAction),
+    checks=array(STRING),
+    by=STRING,
+    comment=NULLABLE_STRING,
+    at=TIME,
 )

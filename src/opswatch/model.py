@@ -328,3 +328,30 @@ class Ping:
     truncated: bool = False
     #: seconds since the start ping of its run (a success or fail after a start)
     duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Notifications and recovery paused for one check (``check``) or every check (``None``)
+    since ``since``, by ``by`` (:mod:`opswatch.alerts.pause`); collection goes on."""
+
+    check: str | None
+    by: str
+    comment: str | None
+    since: datetime
+
+
+class PauseAction(StrEnum):
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseEvent:
+    """One pause or resume, for the audit: what (``checks``, empty: every check), who, why."""
+
+    action: PauseAction
+    checks: tuple[str, ...]
+    by: str
+    comment: str | None
+    at: datetime

@@ -17,6 +17,8 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Pause,
+    PauseEvent,
     Ping,
     RecoveryResult,
     Silence,
@@ -156,6 +158,25 @@ class PingStore(Protocol):
         ...
 
 
+class PauseStore(Protocol):
+    """Pauses (:mod:`opswatch.alerts.pause`) and their audit: every replica reads the same."""
+
+    async def pause_change(
+        self, paused: Sequence[Pause], resumed: Sequence[str | None], event: PauseEvent
+    ) -> None:
+        """In one transaction: insert or replace ``paused`` (by check; ``None``: every
+        check), delete the pauses of the checks in ``resumed``, and record ``event``."""
+        ...
+
+    async def pauses(self) -> list[Pause]:
+        """The pauses in force."""
+        ...
+
+    async def pause_events(self, limit: int = 100) -> list[PauseEvent]:
+        """The newest pause and resume events first."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -164,7 +185,9 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, PingStore, Protocol):
+class StateStore(
+    RecoveryStore, RouteStore, OutboxStore, SilenceStore, PingStore, PauseStore, Protocol
+):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...

@@ -21,6 +21,9 @@ from opswatch.model import (
     Matcher,
     MatchOp,
     Notification,
+    Pause,
+    PauseAction,
+    PauseEvent,
     Ping,
     PingKind,
     RecoveryOutcome,
@@ -371,6 +374,8 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_evidence",
         "opswatch_silences",
         "opswatch_pings",
+        "opswatch_pauses",
+        "opswatch_pause_events",
     }
 
 
@@ -639,5 +644,34 @@ async def test_pings_are_kept_newest_first_pruned_per_heartbeat_and_read_latest_
     try:
         assert await reopened.pings_latest("backup") == [later[-1]]
         assert await reopened.pings("batch") == [other]
+    finally:
+        await reopened.close()
+
+
+# -- pauses ----------------------------------------------------------------------------------
+
+
+async def test_pauses_and_their_audit_are_kept_in_one_write_and_survive_a_reopen(
+    make_store: StoreFactory,
+) -> None:
+    every = Pause(None, "ana", "deploy", NOW)
+    api = Pause("http:api", "bob", None, NOW + timedelta(minutes=1))
+    paused = PauseEvent(PauseAction.PAUSED, (), "ana", "deploy", NOW)
+    resumed = PauseEvent(PauseAction.RESUMED, (), "carl", "done", NOW + timedelta(minutes=5))
+    store = make_store()
+    await store.open()
+    try:
+        await store.pause_change([every, api], (), paused)
+        assert sorted(await store.pauses(), key=lambda p: p.by) == [every, api]
+        again = replace(api, by="dora")
+        await store.pause_change([again], [None], resumed)
+    finally:
+        await store.close()
+    reopened = make_store()  # a restart (or another replica) sees them
+    await reopened.open()
+    try:
+        assert await reopened.pauses() == [again]
+        assert await reopened.pause_events() == [resumed, paused]
+        assert await reopened.pause_events(limit=1) == [resumed]
     finally:
         await reopened.close()

@@ -70,6 +70,10 @@ class AlertTracker:
             key=lambda a: (-a.severity.rank, a.started_at, a.fingerprint),
         )
 
+    def each(self) -> Iterable[Alert]:
+        """Active alerts in no particular order (a muter asks for them per finding)."""
+        return self._active.values()
+
     def get(self, fingerprint: str) -> Alert | None:
         """The active alert with ``fingerprint``, if any."""
         return self._active.get(fingerprint)

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, heartbeats, openapi, operator, pings, recovery, silences
+from opswatch.api import (
+    alerts,
+    checks,
+    heartbeats,
+    monitoring,
+    openapi,
+    operator,
+    pings,
+    recovery,
+    silences,
+)
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
@@ -78,6 +88,16 @@ _PING_ERRORS = (
     (413, "a body over 64 KiB"),
     (503, "the state store did not answer: the ping was not recorded"),
 )
+#: the body of a pause or resume
+_MONITORING_BODY: JSON = {
+    "type": "object",
+    "properties": {"checks": array(STRING), "author": STRING, "comment": STRING},
+    "required": ["author"],
+    "additionalProperties": False,
+}
+_MONITORING_ANSWER = obj(
+    paused_all=BOOLEAN, pauses=array(ref("Pause")), events=array(ref("PauseEvent"))
+)
 
 #: every endpoint, with its scope and what it answers (README: HTTP API)
 ROUTES: tuple[Route, ...] = (
@@ -87,7 +107,7 @@ ROUTES: tuple[Route, ...] = (
         checks.healthz,
         Scope.READ,
         "200 healthy, 503 with the reason",
-        answer=ref("Health"),
+        answer={"allOf": [ref("Health"), obj(paused=array(ref("Pause")))]},
         also=((503, "unhealthy, with the reason"),),
     ),
     Route(
@@ -100,6 +120,7 @@ ROUTES: tuple[Route, ...] = (
             checks={"type": "object", "additionalProperties": ref("CheckStatus")},
             active_alerts=INTEGER,
             outbox=obj(pending=INTEGER, failed=INTEGER),
+            paused=array(ref("Pause")),
         ),
     ),
     Route(
@@ -274,6 +295,36 @@ ROUTES: tuple[Route, ...] = (
             "required": ["pings"],
         },
         errors=((404, "no such heartbeat"), _HEARTBEAT_STORE_DOWN),
+    ),
+    Route(
+        "GET",
+        "/api/v1/monitoring",
+        monitoring.state,
+        Scope.READ,
+        "what is paused, by whom, since when; the latest pause and resume events",
+        query=(
+            Param("limit", LIMIT.schema | {"default": monitoring.EVENTS}, "events, newest first"),
+        ),
+        answer=_MONITORING_ANSWER,
+    ),
+    Route(
+        "POST",
+        "/api/v1/monitoring/pause",
+        monitoring.pause,
+        Scope.WRITE,
+        "pause notifications and recovery of the checks (none: every check); collection goes on",
+        body=_MONITORING_BODY,
+        answer=_MONITORING_ANSWER,
+    ),
+    Route(
+        "POST",
+        "/api/v1/monitoring/resume",
+        monitoring.resume,
+        Scope.WRITE,
+        "resume the checks (none: every pause ends)",
+        body=_MONITORING_BODY,
+        answer=_MONITORING_ANSWER,
+        errors=((409, "every check is paused: resume them all, then pause the others"),),
     ),
 )
 

@@ -19,7 +19,8 @@ from prometheus_client.metrics_core import (
 
 from opswatch import __version__
 from opswatch.api.metrics import DURATION_BUCKETS, CheckCounters, MetricsSource
-from opswatch.model import Alert, AlertState, CheckStatus, Health, Sample, Severity
+from opswatch.codec import pause_scope
+from opswatch.model import Alert, AlertState, CheckStatus, Health, Pause, Sample, Severity
 
 #: families opswatch names itself; a sample family with one of these names gets a prefix
 _OWN_PREFIXES = (
@@ -30,6 +31,7 @@ _OWN_PREFIXES = (
     "opswatch_outbox_",
     "opswatch_notify_",
     "opswatch_recovery_",
+    "opswatch_paused_",
 )
 _METRIC_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 _LABEL_INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -157,6 +159,7 @@ class OpswatchCollector:
             sample for check in sorted(statuses) for sample in series.last_series(statuses[check])
         )
         yield from recovery_families(source.recovery_outcomes())
+        yield pause_family(source.pauses())
 
     def _daemon(self, health: Health) -> Iterator[Metric]:
         info = GaugeMetricFamily("opswatch_build_info", "opswatch version.", labels=["version"])
@@ -260,6 +263,18 @@ class OpswatchCollector:
         for channel in sorted({*channels, *failing}):
             failing_family.add_metric([channel], 1.0 if channel in failing else 0.0)
         yield failing_family
+
+
+def pause_family(pauses: Sequence[Pause]) -> Metric:
+    """One series per pause in force: which check (``*``: every check), by whom, since when."""
+    family = GaugeMetricFamily(
+        "opswatch_paused_since_timestamp_seconds",
+        "When each pause in force began (Unix time); check * is every check.",
+        labels=["check", "by"],
+    )
+    for pause in pauses:
+        family.add_metric([pause_scope(pause.check), pause.by], pause.since.timestamp())
+    return family
 
 
 def build_registry(

@@ -26,6 +26,8 @@ Families (all gauges unless named ``_total`` or a histogram):
   it is sampled again (:class:`CheckStats`), so a family sampled less often than the cycle
   (TCP states) never goes stale between its runs;
 * ``opswatch_recovery_total{action,outcome}``: recovery runs finished by this process;
+* ``opswatch_paused_since_timestamp_seconds{check,by}``: one series per pause in force (check
+  ``*``: every check), its value when it began;
 * the standard ``process_*`` families of this process.
 """
 
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from opswatch.model import Alert, CheckStatus, Health, Sample
+from opswatch.model import Alert, CheckStatus, Health, Pause, Sample
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -176,6 +178,10 @@ class MetricsSource(Protocol):
 
     def recovery_outcomes(self) -> Mapping[tuple[str, str], int]:
         """Recovery runs finished by this process, per (action, outcome)."""
+        ...
+
+    def pauses(self) -> Sequence[Pause]:
+        """The pauses in force (:mod:`opswatch.alerts.pause`)."""
         ...
 
 

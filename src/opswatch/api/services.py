@@ -14,10 +14,11 @@ from typing import Protocol
 from aiohttp import web
 
 from opswatch.alerts.operator import Operator
+from opswatch.alerts.pause import Pauses
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.collectors.heartbeat import HeartbeatDesk
-from opswatch.model import Alert, CheckStatus, Health
+from opswatch.model import Alert, CheckStatus, Health, Pause
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
@@ -58,6 +59,8 @@ class Services:
     mutes: Muter = field(default_factory=NothingMuted)
     #: heartbeat pings and reads; ``None``: no heartbeat exists (the routes answer 404)
     heartbeats: HeartbeatDesk | None = None
+    #: pause and resume (``/api/v1/monitoring``); ``None``: the routes answer 503
+    pauses: Pauses | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -69,6 +72,7 @@ SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
 HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
+PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -81,6 +85,7 @@ def install(app: web.Application, services: Services) -> None:
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
     app[HEARTBEATS] = services.heartbeats
+    app[PAUSES] = services.pauses
 
 
 class MetricsView:
@@ -115,3 +120,6 @@ class MetricsView:
 
     def recovery_outcomes(self) -> Mapping[tuple[str, str], int]:
         return self._s.recovery.runner.outcomes
+
+    def pauses(self) -> Sequence[Pause]:
+        return [] if self._s.pauses is None else self._s.pauses.muter.pauses()

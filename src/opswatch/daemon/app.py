@@ -17,8 +17,10 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.dependencies import DependencyMuter, down_rules
 from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
+from opswatch.alerts.pause import Pauses
 from opswatch.alerts.silences import Silences
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
@@ -88,6 +90,14 @@ class App:
         # the silences, and every muter in one stack, kept across reloads (daemon/reload.py)
         self.silences = Silences(self.store, clock)
         self.mutes = MuteStack([self.silences.muter])
+        # pause: kept in the store; the checks it may name are the configured ones
+        self.pauses = Pauses(self.store, clock, lambda: self.cycle.collectors)
+        self.mutes.add(self.pauses.muter)
+        # OPSWATCH_DEPENDS and each check's own down alert (reload.py configures it again)
+        self.dependencies = DependencyMuter(
+            self.tracker, lambda: self.timing.interval, config.depends, down_rules(config.rules)
+        )
+        self.mutes.add(self.dependencies)
         self.book = AlertBook(
             self.store,
             self.tracker,
@@ -145,6 +155,7 @@ class App:
             operator=Operator(self.book, clock),
             mutes=self.mutes,
             heartbeats=self.heartbeats,
+            pauses=self.pauses,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -193,6 +204,7 @@ class App:
             return None
         await self.leases.lease.open()
         await self.silences.load()
+        await self.pauses.load()
         active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over
@@ -212,6 +224,7 @@ class App:
         self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
         if self.replicas.shared:  # other replicas' silences, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
+            self.spawn(self.pauses.follow(lambda: self.timing.interval), "pauses")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings

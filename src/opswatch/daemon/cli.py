@@ -1,7 +1,8 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
 ``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`) and ``heartbeats``
-(:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and
-``resolve`` act on the running daemon's alerts.
+(:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
+daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on its
+notifications.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -22,7 +23,7 @@ from typing import Any
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon import heartbeat_cli, operate, silence_cli
+from opswatch.daemon import heartbeat_cli, operate, pause_cli, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     silence_cli.add_parser(sub)
     heartbeat_cli.add_parser(sub)
+    pause_cli.add_parsers(sub)
     _operator_parsers(sub)
     return parser
 
@@ -112,9 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))
-        if command == "silence":
+        if command == "silence" or command in pause_cli.COMMANDS:
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            code, text = silence_cli.run(args, url, config.api_token)
+            send = silence_cli.run if command == "silence" else pause_cli.run
+            code, text = send(args, url, config.api_token)
             print(text, file=sys.stdout if code == 0 else sys.stderr)
             return code
         if command == "heartbeats":

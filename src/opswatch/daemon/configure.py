@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.alerts.dependencies import DEPENDS, parse_depends
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.collectors.heartbeat import refuse_unpingable
@@ -44,6 +45,8 @@ class AppConfig:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
     api_token: Secret | None = None
+    #: ``OPSWATCH_DEPENDS``: each child check's parents (alerts/dependencies.py)
+    depends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -67,6 +70,7 @@ class AppConfig:
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
+            "depends": {child: list(parents) for child, parents in self.depends.items()},
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
             ],
@@ -123,6 +127,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     refuse_unpingable(collectors, api_token)
+    depends = parse_depends(env.raw(DEPENDS), [c.check for c in collectors])
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -137,4 +142,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         recovery=recovery,
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
+        depends=depends,
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from opswatch.alerts.dependencies import down_rules
 from opswatch.config import PREFIX, ConfigError, Settings
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.model import Clock
@@ -153,6 +154,7 @@ class Reload:
         app.store.poll(timing.outbox_poll)
         app.store.claim_for(timing.lease_ttl)  # an outbox claim too
         app.book.pipeline = config.notify.pipeline(app.mutes)  # the same muters
+        app.dependencies.configure(config.depends, down_rules(config.rules))
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)

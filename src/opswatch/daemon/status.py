@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from opswatch.daemon.pause_cli import describe as describe_pauses
 from opswatch.model import Clock, utcnow
 
 TIMEOUT_S = 5.0
@@ -119,6 +120,8 @@ def render(snapshot: Snapshot, now: datetime) -> str:
     else:
         reason = health.get("reason", "no reason given")
         lines = [f"opswatch at {snapshot.url}: UNHEALTHY ({reason}), up {uptime}"]
+    if snapshot.status.get("paused"):  # notifications and recovery are off for these
+        lines.append(describe_pauses(snapshot.status["paused"]))
 
     checks: dict[str, dict[str, Any]] = snapshot.status.get("checks", {})
     lines.append("")

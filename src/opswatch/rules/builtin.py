@@ -130,13 +130,14 @@ BUILTIN: tuple[RuleSpec, ...] = (
              "no file matches {target}"),
     RuleSpec("backup_stale", "file.newest_age_seconds", ">", (Level(C, 26 * 3600),),
              "newest {target} file is {value:.0f}s old (threshold {threshold:g}s)"),
+    # a kind's down rule first: its alert holds the check's others found in the same run
+    RuleSpec("app_metrics_down", "prometheus.up", "<", (Level(C, 1, 1),),
+             "{target} /metrics cannot be scraped", for_cycles=2),
     RuleSpec("app_error_ratio_high", "prometheus.error_ratio", ">", (Level(C, 0.05, 0.04),),
              "{target} answers {value:.1%} of requests with 5xx (threshold {threshold:.0%})",
              for_cycles=2),
     RuleSpec("app_latency_high", "prometheus.p95_seconds", ">", (Level(W, 2, 1.5),),
              "{target} p95 latency is {value:.2f}s (threshold {threshold:g}s)", for_cycles=3),
-    RuleSpec("app_metrics_down", "prometheus.up", "<", (Level(C, 1, 1),),
-             "{target} /metrics cannot be scraped", for_cycles=2),
     # heartbeats, the dead-man switch of cron jobs (collectors/heartbeat.py)
     RuleSpec("heartbeat_missing", "heartbeat.overdue_seconds", ">", (Level(C, 0),),
              "heartbeat {target}: {reason}"),

@@ -51,6 +51,11 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    pause_event_from_json,
+    pause_event_to_json,
+    pause_from_json,
+    pause_scope,
+    pause_to_json,
     ping_from_json,
     ping_to_json,
     silence_from_json,
@@ -63,6 +68,8 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Pause,
+    PauseEvent,
     Ping,
     RecoveryOutcome,
     RecoveryResult,
@@ -157,7 +164,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX opswatch_silences_ends_at ON opswatch_silences (ends_at);
     """,
-    # heartbeat pings (collectors/heartbeat.py)
+    # 4: heartbeat pings (collectors/heartbeat.py)
     """
     CREATE TABLE opswatch_pings (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -166,6 +173,18 @@ MIGRATIONS: tuple[str, ...] = (
         data text NOT NULL
     );
     CREATE INDEX opswatch_pings_heartbeat ON opswatch_pings (heartbeat, kind, id);
+    """,
+    # 5: pauses and their audit (alerts/pause.py); scope '*' is every check
+    """
+    CREATE TABLE opswatch_pauses (
+        scope text PRIMARY KEY,
+        data text NOT NULL
+    );
+    CREATE TABLE opswatch_pause_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        data text NOT NULL
+    );
     """,
 )
 
@@ -484,6 +503,39 @@ class PostgresStore:
             heartbeat,
         )
         return [ping_from_json(json.loads(row[0])) for row in rows]
+
+    # -- pauses (see alerts/pause.py) -------------------------------------------------------
+
+    async def pause_change(
+        self, paused: Sequence[Pause], resumed: Sequence[str | None], event: PauseEvent
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if resumed:
+                await conn.executemany(
+                    "DELETE FROM opswatch_pauses WHERE scope = $1",
+                    [(pause_scope(c),) for c in resumed],
+                )
+            if paused:
+                await conn.executemany(
+                    "INSERT INTO opswatch_pauses (scope, data) VALUES ($1, $2) "
+                    "ON CONFLICT (scope) DO UPDATE SET data = excluded.data",
+                    [(pause_scope(p.check), json.dumps(pause_to_json(p))) for p in paused],
+                )
+            await conn.execute(
+                "INSERT INTO opswatch_pause_events (at, data) VALUES ($1, $2)",
+                event.at,
+                json.dumps(pause_event_to_json(event)),
+            )
+
+    async def pauses(self) -> list[Pause]:
+        rows = await self.pool.fetch("SELECT data FROM opswatch_pauses ORDER BY scope")
+        return [pause_from_json(json.loads(row[0])) for row in rows]
+
+    async def pause_events(self, limit: int = 100) -> list[PauseEvent]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_pause_events ORDER BY id DESC LIMIT $1", limit
+        )
+        return [pause_event_from_json(json.loads(row[0])) for row in rows]
 
     # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
 

@@ -25,6 +25,11 @@ from opswatch.codec import (
     alert_to_json,
     notification_from_json,
     notification_to_json,
+    pause_event_from_json,
+    pause_event_to_json,
+    pause_from_json,
+    pause_scope,
+    pause_to_json,
     ping_from_json,
     ping_to_json,
     silence_from_json,
@@ -37,6 +42,8 @@ from opswatch.model import (
     CycleRecord,
     Notification,
     OutboxItem,
+    Pause,
+    PauseEvent,
     Ping,
     RecoveryOutcome,
     RecoveryResult,
@@ -111,7 +118,7 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX silences_ends_at ON silences (ends_at_epoch);
     """,
-    # heartbeat pings (collectors/heartbeat.py)
+    # 4: heartbeat pings (collectors/heartbeat.py)
     """
     CREATE TABLE pings (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,6 +127,18 @@ _MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     CREATE INDEX pings_heartbeat ON pings (heartbeat, kind, id);
+    """,
+    # 5: pauses and their audit (alerts/pause.py); scope '*' is every check
+    """
+    CREATE TABLE pauses (
+        scope TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE pause_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
     """,
 )
 
@@ -251,6 +270,28 @@ class SQLiteStore:
 
         await self._call(write)
 
+    # -- pauses (see alerts/pause.py) -------------------------------------------------------
+
+    async def pause_change(
+        self, paused: Sequence[Pause], resumed: Sequence[str | None], event: PauseEvent
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(
+                    "DELETE FROM pauses WHERE scope = ?", [(pause_scope(c),) for c in resumed]
+                )
+                db.executemany(
+                    "INSERT INTO pauses (scope, data) VALUES (?, ?) "
+                    "ON CONFLICT (scope) DO UPDATE SET data = excluded.data",
+                    [(pause_scope(p.check), json.dumps(pause_to_json(p))) for p in paused],
+                )
+                db.execute(
+                    "INSERT INTO pause_events (at, data) VALUES (?, ?)",
+                    (event.at.isoformat(), json.dumps(pause_event_to_json(event))),
+                )
+
+        await self._call(write)
+
     async def pings(self, heartbeat: str, limit: int = 100) -> list[Ping]:
         def read(db: sqlite3.Connection) -> list[Ping]:
             rows = db.execute(
@@ -269,6 +310,22 @@ class SQLiteStore:
                 (heartbeat,),
             ).fetchall()
             return [ping_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    async def pauses(self) -> list[Pause]:
+        def read(db: sqlite3.Connection) -> list[Pause]:
+            rows = db.execute("SELECT data FROM pauses ORDER BY scope").fetchall()
+            return [pause_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    async def pause_events(self, limit: int = 100) -> list[PauseEvent]:
+        def read(db: sqlite3.Connection) -> list[PauseEvent]:
+            rows = db.execute(
+                "SELECT data FROM pause_events ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [pause_event_from_json(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
