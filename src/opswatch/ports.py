@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from opswatch.model import (
     Alert,
     CycleRecord,
+    MaintenanceWindow,
     Notification,
     OutboxItem,
     RecoveryResult,
@@ -139,6 +140,21 @@ class SilenceStore(Protocol):
         ...
 
 
+class MaintenanceStore(Protocol):
+    """One-off maintenance windows (:mod:`opswatch.alerts.maintenance`): every replica reads
+    the same ones."""
+
+    async def maintenance_save(self, window: MaintenanceWindow) -> None:
+        """Insert ``window`` or replace the one with its id."""
+        ...
+
+    async def maintenance_delete(self, window_id: str) -> None: ...
+
+    async def maintenance_windows(self, ending_after: datetime) -> list[MaintenanceWindow]:
+        """The windows that end after ``ending_after``, by id."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -147,7 +163,7 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, Protocol):
+class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, MaintenanceStore, Protocol):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 import structlog
 
+from opswatch.alerts.following import follow
 from opswatch.model import Alert, Clock, Matcher, MatchOp, Silence
 from opswatch.ports import SilenceStore
 
@@ -199,20 +200,7 @@ class Silences:
         on one PostgreSQL store see each other's silences within a check interval. A store
         that fails keeps the silences in memory (``silences_refresh_failed`` per failed
         refresh, with a traceback for the first of an outage)."""
-        failing = False
-        while True:
-            await sleep(every())
-            try:
-                await self.load()
-            except Exception as exc:  # a store outage: the outage's own reports say more
-                log.warning(
-                    "silences_refresh_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    exc_info=not failing,  # one traceback per outage
-                )
-                failing = True
-            else:
-                failing = False
+        await follow(self.load, every, "silences_refresh_failed", sleep)
 
     async def create(
         self,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, openapi, operator, recovery, silences
+from opswatch.api import alerts, checks, maintenance, openapi, operator, recovery, silences
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
@@ -224,6 +224,54 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
     Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "GET",
+        "/api/v1/maintenance",
+        maintenance.listed,
+        Scope.READ,
+        "maintenance windows (recurring and one-off) with their next occurrences",
+        query=(
+            Param(
+                "next",
+                {"type": "integer", "minimum": 1, "maximum": maintenance.MAX_NEXT, "default": 3},
+                "how many next occurrences of each recurring window",
+            ),
+        ),
+        answer=obj(windows=array(ref("MaintenanceWindow"))),
+        errors=((503, "maintenance windows are not available"),),
+    ),
+    Route(
+        "POST",
+        "/api/v1/maintenance",
+        maintenance.create,
+        Scope.WRITE,
+        "create a one-off maintenance window",
+        body={
+            "type": "object",
+            "properties": {
+                "name": STRING,
+                "matchers": array(STRING),
+                "starts_at": {"type": "string", "format": "date-time"},
+                "ends_at": {"type": "string", "format": "date-time"},
+                "created_by": STRING,
+                "comment": STRING,
+            },
+            "required": ["name", "matchers", "ends_at", "created_by", "comment"],
+        },
+        answer=ref("MaintenanceWindow"),
+        also=((201, "created"),),
+        errors=((503, "maintenance windows are not available"),),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/maintenance/{id}",
+        maintenance.delete,
+        Scope.WRITE,
+        "delete a one-off maintenance window (an open one ends now)",
+        query=(Param("by", STRING, "who deletes it (default api)"),),
+        answer=ref("MaintenanceWindow"),
+        errors=((404, "no such one-off window"), (503, "maintenance windows are not available")),
+    ),
 )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from opswatch.alerts.maintenance import Maintenance
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
@@ -55,6 +56,9 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
+    #: the maintenance windows (one-off ones made and deleted) and their muter; ``None``:
+    #: the routes answer 503
+    maintenance: Maintenance | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -65,6 +69,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
+MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -76,6 +81,7 @@ def install(app: web.Application, services: Services) -> None:
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
+    app[MAINTENANCE] = services.maintenance
 
 
 class MetricsView:

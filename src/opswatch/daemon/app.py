@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.maintenance import Maintenance, MaintenanceMuter
 from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
@@ -87,6 +88,8 @@ class App:
         # the silences, and every muter in one stack, kept across reloads (daemon/reload.py)
         self.silences = Silences(self.store, clock)
         self.mutes = MuteStack([self.silences.muter])
+        self.maintenance = Maintenance(self.store, clock, MaintenanceMuter(config.maintenance))
+        self.mutes.add(self.maintenance.muter)
         self.book = AlertBook(
             self.store,
             self.tracker,
@@ -139,6 +142,7 @@ class App:
             self.silences,
             operator=Operator(self.book, clock),
             mutes=self.mutes,
+            maintenance=self.maintenance,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -174,6 +178,7 @@ class App:
             return None
         await self.leases.lease.open()
         await self.silences.load()
+        await self.maintenance.load()
         active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over
@@ -193,6 +198,7 @@ class App:
         self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
         if self.replicas.shared:  # other replicas' silences, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
+            self.spawn(self.maintenance.follow(lambda: self.timing.interval), "maintenance")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings

@@ -152,6 +152,7 @@ class Reload:
         app.store.poll(timing.outbox_poll)
         app.store.claim_for(timing.lease_ttl)  # an outbox claim too
         app.book.pipeline = config.notify.pipeline(app.mutes)  # the same muters
+        app.maintenance.muter.configure(config.maintenance)
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)

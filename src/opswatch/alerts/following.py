@@ -1,0 +1,36 @@
+"""Operator state kept in the store and reloaded from it every check interval, for ever: the
+replicas on one PostgreSQL store see what any of them wrote (silences, maintenance windows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("opswatch")
+
+
+async def follow(
+    load: Callable[[], Awaitable[None]],
+    every: Callable[[], float],
+    failed_event: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Call ``load()`` every ``every()`` seconds. A store that fails keeps what is in memory
+    (``failed_event`` per failed load, with a traceback for the first of an outage)."""
+    failing = False
+    while True:
+        await sleep(every())
+        try:
+            await load()
+        except Exception as exc:  # a store outage: the outage's own reports say more
+            log.warning(
+                failed_event,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=not failing,  # one traceback per outage
+            )
+            failing = True
+        else:
+            failing = False
