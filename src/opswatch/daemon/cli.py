@@ -1,5 +1,6 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
-``recover`` and ``silence`` (:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and
+``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`) and ``maintenance``
+(:mod:`opswatch.daemon.maintenance_cli`); ``ack``, ``unack`` and
 ``resolve`` act on the running daemon's alerts.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
@@ -21,7 +22,7 @@ from typing import Any
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon import operate, silence_cli
+from opswatch.daemon import maintenance_cli, operate, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     silence_cli.add_parser(sub)
+    maintenance_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
 
@@ -110,9 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))
-        if command == "silence":
+        if command in ("silence", "maintenance"):
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            code, text = silence_cli.run(args, url, config.api_token)
+            family = silence_cli.run if command == "silence" else maintenance_cli.run
+            code, text = family(args, url, config.api_token)
             print(text, file=sys.stdout if code == 0 else sys.stderr)
             return code
         if command == "test-notify":

@@ -66,9 +66,9 @@ def run(
             return 0, _add(args, url, token, clock)
         if args.silence_command == "list":
             return 0, _list(url)
-        by = urllib.parse.quote(_author(args))
+        by = urllib.parse.quote(author(args))
         silence_id = urllib.parse.quote(args.id, safe="")
-        _, ended = _call("DELETE", f"{url}/api/v1/silences/{silence_id}?by={by}", token)
+        _, ended = api_call("DELETE", f"{url}/api/v1/silences/{silence_id}?by={by}", token)
         return 0, f"silence {ended['id']} expired at {ended['ends_at']}"
     except CommandError as exc:
         return exc.code, f"opswatch: {exc}"
@@ -77,22 +77,22 @@ def run(
 def _add(args: argparse.Namespace, url: str, token: Secret | None, clock: Clock) -> str:
     body = {
         "matchers": list(args.match),
-        "ends_at": _end(args, clock).isoformat(),
-        "created_by": _author(args),
+        "ends_at": end_time(args, clock).isoformat(),
+        "created_by": author(args),
         "comment": args.comment,
     }
     if args.dry_run:
-        _, answer = _call("POST", f"{url}/api/v1/silences?dry_run=1", token, body)
+        _, answer = api_call("POST", f"{url}/api/v1/silences?dry_run=1", token, body)
         alerts = answer.get("alerts", [])
         lines = [f"would silence {len(alerts)} active alert(s)"]
         lines += [f"  {a['rule']}  {a['check']}  {_labels(a['labels'])}" for a in alerts]
         return "\n".join(lines)
-    _, created = _call("POST", f"{url}/api/v1/silences", token, body)
+    _, created = api_call("POST", f"{url}/api/v1/silences", token, body)
     return f"silence {created['id']} {created['state']} until {created['ends_at']}"
 
 
 def _list(url: str) -> str:
-    _, answer = _call("GET", f"{url}/api/v1/silences", None)
+    _, answer = api_call("GET", f"{url}/api/v1/silences", None)
     rows = [("ID", "STATE", "ENDS", "BY", "MATCHERS", "COMMENT")]
     for s in answer.get("silences", []):
         matchers = ",".join(f"{m['name']}{m['op']}{m['value']}" for m in s["matchers"])
@@ -103,23 +103,27 @@ def _list(url: str) -> str:
     return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows)
 
 
-def _end(args: argparse.Namespace, clock: Clock) -> datetime:
+def end_time(args: argparse.Namespace, clock: Clock) -> datetime:
     if args.duration is not None:
         try:
             seconds = Env({"--duration": args.duration}).duration("--duration", 0.0)
         except ConfigError as exc:
             raise CommandError(str(exc), 2) from None
         return clock() + timedelta(seconds=seconds)
+    return iso_time("--end", args.end)
+
+
+def iso_time(flag: str, text: str) -> datetime:
     try:
-        end = datetime.fromisoformat(args.end)
+        at = datetime.fromisoformat(text)
     except ValueError:
-        end = None
-    if end is None or end.tzinfo is None:
-        raise CommandError(f"--end: expected an ISO 8601 time with a timezone, got {args.end!r}", 2)
-    return end
+        at = None
+    if at is None or at.tzinfo is None:
+        raise CommandError(f"{flag}: expected an ISO 8601 time with a timezone, got {text!r}", 2)
+    return at
 
 
-def _author(args: argparse.Namespace) -> str:
+def author(args: argparse.Namespace) -> str:
     if args.author:
         return str(args.author)
     try:
@@ -132,7 +136,7 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def _call(
+def api_call(
     method: str, url: str, token: Secret | None, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
