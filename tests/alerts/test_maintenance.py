@@ -37,8 +37,8 @@ EXAMPLE = "cron=0 2 1-7 * SUN; duration=4h; tz=UTC; match=check=~postgres:.*"
 MINUTE = timedelta(minutes=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def window(cron: str, duration: str = "4h", tz: str = "Europe/Berlin") -> RecurringWindow:
