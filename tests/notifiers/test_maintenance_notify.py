@@ -12,18 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tenacity import wait_none
 
-from opswatch.daemon.app import App
-from opswatch.daemon.configure import load_config
-from opswatch.model import Sample, TransitionKind
-from opswatch.notifiers.outbox import RetryPolicy
+from opswatch.model import TransitionKind
 from tests.conftest import ManualClock
 from tests.notifiers.conftest import ReceiverFactory
+from tests.notifiers.test_silenced_notify import Daemon
 from tests.peers import Receiver
 from tests.pgschema import fresh_schema
 
-FAST = RetryPolicy(attempts=2, total_seconds=5, wait=wait_none())
 MINUTE = timedelta(minutes=1)
 FIRED, RESOLVED = [TransitionKind.FIRED], [TransitionKind.RESOLVED]
 
@@ -100,41 +96,21 @@ NIGHTS = {
 }
 
 
-class Daemon:
-    def __init__(self, environ: dict[str, str], clock: ManualClock, hook: Receiver) -> None:
-        self.environ = {
-            "OPSWATCH_CHECKS": "host",
-            "OPSWATCH_API_LISTEN": "127.0.0.1:0",
-            "OPSWATCH_SHUTDOWN_GRACE": "2s",
-            "OPSWATCH_WEBHOOK_URL": hook.url + "/hook",
-            # no reminder in these nights: what is sent is what the window lets through
-            "OPSWATCH_REPEAT_WARNING": "2d",
-            "OPSWATCH_REPEAT_CRITICAL": "2d",
-            "OPSWATCH_REPEAT_EMERGENCY": "2d",
-            **environ,
-        }
-        self.clock = clock
-        self.app: App | None = None
+class WindowDaemon(Daemon):
+    """The silences' test daemon, on the store ``environ`` names, without reminders."""
 
-    async def open(self) -> App:
-        self.app = App(load_config(self.environ, self.clock), clock=self.clock, retry_policy=FAST)
-        await self.app.open()
-        return self.app
-
-    async def stop(self) -> None:
-        if self.app is not None:
-            await self.app.stop()
-            self.app = None
+    def __init__(
+        self, tmp_path: Path, environ: dict[str, str], clock: ManualClock, hook: Receiver
+    ) -> None:
+        super().__init__(tmp_path, clock, hook)
+        # no reminder in these nights: what is sent is what the window lets through
+        repeat = {f"OPSWATCH_REPEAT_{s}": "2d" for s in ("WARNING", "CRITICAL", "EMERGENCY")}
+        self.environ.update(repeat, **environ)
 
     async def run_at(self, at: datetime, used: float) -> list[TransitionKind]:
         """One host run at ``at`` with ``/`` this full, then one outbox pass."""
-        app = self.app
-        assert app is not None
         self.clock.now = at
-        samples = [Sample("host", "host.disk_used_percent", used, at, {"mountpoint": "/"})]
-        transitions = await app.cycle.process("host", samples, None, 0.0)
-        await app.outbox.deliver_due()
-        return [t.kind for t in transitions]
+        return await self.cycle(used)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -161,13 +137,12 @@ async def hook(receiver_factory: ReceiverFactory) -> Receiver:
 
 @pytest.fixture
 async def daemon(
-    store_environ: dict[str, str], night: Night, clock: ManualClock, hook: Receiver
-) -> AsyncIterator[Daemon]:
+    tmp_path: Path, store_environ: dict[str, str], night: Night, clock: ManualClock, hook: Receiver
+) -> AsyncIterator[WindowDaemon]:
     clock.now = night.opens - timedelta(hours=1)
     spec = f"cron={night.cron}; duration={night.duration}; tz={night.tz}; match=rule=disk_full"
-    daemon = Daemon(
-        {**store_environ, "OPSWATCH_MAINTENANCE_DISK": f"{spec}; match=check=~ho.*"}, clock, hook
-    )
+    environ = {**store_environ, "OPSWATCH_MAINTENANCE_DISK": f"{spec}; match=check=~ho.*"}
+    daemon = WindowDaemon(tmp_path, environ, clock, hook)
     await daemon.open()
     yield daemon
     await daemon.stop()
@@ -178,7 +153,7 @@ def statuses(hook: Receiver) -> list[list[str]]:
 
 
 async def test_an_alert_that_began_inside_and_still_fires_is_notified_once_after_the_end(
-    daemon: Daemon, night: Night, hook: Receiver
+    daemon: WindowDaemon, night: Night, hook: Receiver
 ) -> None:
     assert await daemon.run_at(night.opens - MINUTE, 50.0) == []
     assert await daemon.run_at(night.opens, 97.0) == FIRED  # in history, muted
@@ -201,7 +176,7 @@ async def test_an_alert_that_began_inside_and_still_fires_is_notified_once_after
 
 
 async def test_an_alert_that_fired_and_resolved_inside_sends_nothing(
-    daemon: Daemon, night: Night, hook: Receiver
+    daemon: WindowDaemon, night: Night, hook: Receiver
 ) -> None:
     assert await daemon.run_at(night.inside[0], 97.0) == FIRED
     assert await daemon.run_at(night.inside[-1], 50.0) == RESOLVED
@@ -211,7 +186,7 @@ async def test_an_alert_that_fired_and_resolved_inside_sends_nothing(
 
 
 async def test_an_alert_firing_and_notified_before_that_still_fires_sends_nothing_new(
-    daemon: Daemon, night: Night, hook: Receiver
+    daemon: WindowDaemon, night: Night, hook: Receiver
 ) -> None:
     assert await daemon.run_at(night.opens - 10 * MINUTE, 97.0) == FIRED
     assert statuses(hook) == [["firing"]]
@@ -223,7 +198,7 @@ async def test_an_alert_firing_and_notified_before_that_still_fires_sends_nothin
 
 
 async def test_an_alert_that_fired_before_and_recovered_inside_sends_its_resolution(
-    daemon: Daemon, night: Night, hook: Receiver
+    daemon: WindowDaemon, night: Night, hook: Receiver
 ) -> None:
     assert await daemon.run_at(night.opens - 10 * MINUTE, 97.0) == FIRED
     assert await daemon.run_at(night.inside[1], 50.0) == RESOLVED
@@ -234,7 +209,7 @@ async def test_an_alert_that_fired_before_and_recovered_inside_sends_its_resolut
 
 
 async def test_a_firing_held_by_a_window_survives_a_restart_and_is_notified_after_it(
-    daemon: Daemon, night: Night, hook: Receiver
+    daemon: WindowDaemon, night: Night, hook: Receiver
 ) -> None:
     assert await daemon.run_at(night.inside[0], 97.0) == FIRED
     await daemon.stop()

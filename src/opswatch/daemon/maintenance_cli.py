@@ -15,7 +15,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from opswatch.config import Secret
-from opswatch.daemon.silence_cli import CommandError, api_call, author, end_time, iso_time
+from opswatch.daemon.silence_cli import (
+    CommandError,
+    add_matchers_and_end,
+    api_call,
+    author,
+    end_time,
+    iso_time,
+)
 from opswatch.model import Clock, utcnow
 
 
@@ -32,16 +39,7 @@ def add_parser(sub: Any) -> None:
     )
     add = actions.add_parser("add", help="a one-off window muting the alerts all --match match")
     add.add_argument("--name", required=True, help="its name (the mute reason: maintenance NAME)")
-    add.add_argument(
-        "--match",
-        action="append",
-        required=True,
-        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on rule, check or a label "
-        "(repeatable: all must match)",
-    )
-    until = add.add_mutually_exclusive_group(required=True)
-    until.add_argument("--duration", help="how long from its start: 30m, 2h, 1d")
-    until.add_argument("--end", help="when it ends: ISO 8601 with a timezone")
+    add_matchers_and_end(add, "its start")
     add.add_argument("--start", help="when it opens: ISO 8601 with a timezone (default now)")
     add.add_argument("--comment", required=True, help="why (kept with the window, logged)")
     add.add_argument("--author", help="who (default: the login name)")

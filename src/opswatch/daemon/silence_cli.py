@@ -36,16 +36,7 @@ def add_parser(sub: Any) -> None:
     silence.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     actions = silence.add_subparsers(dest="silence_command", required=True)
     add = actions.add_parser("add", help="mute the alerts all --match match, for a time")
-    add.add_argument(
-        "--match",
-        action="append",
-        required=True,
-        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on rule, check or a label "
-        "(repeatable: all must match)",
-    )
-    until = add.add_mutually_exclusive_group(required=True)
-    until.add_argument("--duration", help="how long from now: 30m, 2h, 1d")
-    until.add_argument("--end", help="when it ends: ISO 8601 with a timezone")
+    add_matchers_and_end(add, "now")
     add.add_argument("--comment", required=True, help="why (kept with the silence, logged)")
     add.add_argument("--author", help="who (default: the login name)")
     add.add_argument(
@@ -55,6 +46,20 @@ def add_parser(sub: Any) -> None:
     expire = actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id", help="the silence's id (opswatch silence list)")
     expire.add_argument("--author", help="who (default: the login name)")
+
+
+def add_matchers_and_end(parser: Any, start: str) -> None:
+    """``--match`` (repeatable) and ``--duration`` (from ``start``) or ``--end``."""
+    parser.add_argument(
+        "--match",
+        action="append",
+        required=True,
+        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on rule, check or a label "
+        "(repeatable: all must match)",
+    )
+    until = parser.add_mutually_exclusive_group(required=True)
+    until.add_argument("--duration", help=f"how long from {start}: 30m, 2h, 1d")
+    until.add_argument("--end", help="when it ends: ISO 8601 with a timezone")
 
 
 def run(
