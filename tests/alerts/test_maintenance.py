@@ -29,7 +29,7 @@ from opswatch.model import Alert, AlertState, Severity, fingerprint
 from opswatch.state.postgres import PostgresStore
 from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
-from tests.pgschema import fresh_schema
+from tests.pgschema import fresh_schema, two_replicas
 
 VAR = "OPSWATCH_MAINTENANCE_DB"
 EXAMPLE = "cron=0 2 1-7 * SUN; duration=4h; tz=UTC; match=check=~postgres:.*"
@@ -291,23 +291,16 @@ async def test_a_one_off_window_with_a_bad_name_or_end_is_refused(
 async def test_a_replica_sees_another_replicas_one_off_window_at_its_next_refresh(
     postgres_dsn: str, clock: ManualClock
 ) -> None:
-    async with fresh_schema(postgres_dsn) as schema:
-        one, two = (PostgresStore(postgres_dsn, schema=schema) for _ in range(2))
-        await one.open()
-        await two.open()
-        try:
-            writer, reader = Maintenance(one, clock), Maintenance(two, clock)
-            await reader.load()
-            await writer.create(
-                "db",
-                [parse_matcher("rule=disk_full")],
-                clock.now + MINUTE * 60,
-                created_by="a",
-                comment="c",
-            )
-            assert not reader.muter.muted(_alert(), clock.now)
-            await reader.load()  # what its follow() task does every interval
-            assert reader.muter.muted(_alert(), clock.now)
-        finally:
-            await one.close()
-            await two.close()
+    async with two_replicas(postgres_dsn) as (one, two):
+        writer, reader = Maintenance(one, clock), Maintenance(two, clock)
+        await reader.load()
+        await writer.create(
+            "db",
+            [parse_matcher("rule=disk_full")],
+            clock.now + MINUTE * 60,
+            created_by="a",
+            comment="c",
+        )
+        assert not reader.muter.muted(_alert(), clock.now)
+        await reader.load()  # what its follow() task does every interval
+        assert reader.muter.muted(_alert(), clock.now)
