@@ -368,6 +368,7 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_recovery_runs",
         "opswatch_evidence",
         "opswatch_silences",
+        "opswatch_maintenance_windows",
     }
 
 
