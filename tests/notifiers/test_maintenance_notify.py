@@ -218,3 +218,37 @@ async def test_a_firing_held_by_a_window_survives_a_restart_and_is_notified_afte
     assert hook.requests == []
     assert await daemon.run_at(night.closes, 97.0) == FIRED
     assert statuses(hook) == [["firing"]]
+
+
+async def test_a_reload_swaps_the_windows_on_the_same_muter(
+    tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    night = NIGHTS["first-sunday"]
+    spec = f"cron={night.cron}; duration={night.duration}; match=rule=disk_full"
+    environ = {
+        "OPSWATCH_STATE_PATH": str(tmp_path / "state.sqlite3"),
+        "OPSWATCH_MAINTENANCE_DISK": spec,
+    }
+    daemon = WindowDaemon(tmp_path, environ, clock, hook)
+    app = await daemon.open()
+    try:
+        assert await daemon.run_at(night.inside[0], 97.0) == FIRED
+        (alert,) = app.tracker.active()
+        app.reloader.enable()  # as start() does
+        other = "cron=0 3 * * *; duration=1h; match=rule=disk_full"
+        assert await app.reload(
+            {
+                **daemon.environ,
+                "OPSWATCH_MAINTENANCE_DISK": "",
+                "OPSWATCH_MAINTENANCE_NIGHTLY": other,
+            }
+        )
+        assert [w.name for w in app.maintenance.muter.recurring] == ["nightly"]
+        assert app.book.pipeline.muter is app.mutes
+        # 02:01 UTC: the first Sunday's window is gone, the nightly one opens at 03:00
+        assert app.mutes.muting(alert, night.inside[0]) == []
+        assert app.mutes.muting(alert, night.inside[0] + timedelta(hours=1)) == [
+            "maintenance nightly"
+        ]
+    finally:
+        await daemon.stop()
