@@ -196,7 +196,7 @@ class App:
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
         self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
-        if self.replicas.shared:  # other replicas' silences, every interval
+        if self.replicas.shared:  # other replicas' silences and one-off windows, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
             self.spawn(self.maintenance.follow(lambda: self.timing.interval), "maintenance")
         self.start_checks()
