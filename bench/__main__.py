@@ -22,6 +22,7 @@ BENCHMARKS = (
     ("bench.bench_outbox", 40),
     ("bench.bench_integrity", 60),
     ("bench.bench_muting", 30),
+    ("bench.bench_windows", 30),
 )
 
 

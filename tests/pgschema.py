@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from opswatch.state.postgres import PostgresStore
+
 
 def new_schema_name() -> str:
     return f"t_{secrets.token_hex(6)}"
@@ -25,3 +27,17 @@ async def fresh_schema(dsn: str) -> AsyncIterator[str]:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def two_replicas(dsn: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two open stores on one fresh schema: what two replicas share."""
+    async with fresh_schema(dsn) as schema:
+        one, two = (PostgresStore(dsn, schema=schema) for _ in range(2))
+        await one.open()
+        await two.open()
+        try:
+            yield one, two
+        finally:
+            await one.close()
+            await two.close()

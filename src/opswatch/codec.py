@@ -17,6 +17,7 @@ from opswatch.model import (
     BudgetState,
     CheckStatus,
     Health,
+    MaintenanceWindow,
     Matcher,
     MatchOp,
     Notification,
@@ -295,12 +296,18 @@ def budget_state_to_json(state: BudgetState) -> JSON:
     }
 
 
+def matchers_to_json(matchers: tuple[Matcher, ...]) -> list[JSON]:
+    return [{"name": m.name, "op": m.op.value, "value": m.value} for m in matchers]
+
+
+def matchers_from_json(data: list[JSON]) -> tuple[Matcher, ...]:
+    return tuple(Matcher(m["name"], MatchOp(m["op"]), m["value"]) for m in data)
+
+
 def silence_to_json(silence: Silence) -> JSON:
     return {
         "id": silence.id,
-        "matchers": [
-            {"name": m.name, "op": m.op.value, "value": m.value} for m in silence.matchers
-        ],
+        "matchers": matchers_to_json(silence.matchers),
         "starts_at": silence.starts_at.isoformat(),
         "ends_at": silence.ends_at.isoformat(),
         "created_by": silence.created_by,
@@ -313,7 +320,7 @@ def silence_to_json(silence: Silence) -> JSON:
 def silence_from_json(data: JSON) -> Silence:
     return Silence(
         id=data["id"],
-        matchers=tuple(Matcher(m["name"], MatchOp(m["op"]), m["value"]) for m in data["matchers"]),
+        matchers=matchers_from_json(data["matchers"]),
         starts_at=_required_time(data["starts_at"]),
         ends_at=_required_time(data["ends_at"]),
         created_by=data["created_by"],
@@ -367,6 +374,33 @@ def pause_event_from_json(data: JSON) -> PauseEvent:
         by=data["by"],
         comment=data["comment"],
         at=_required_time(data["at"]),
+    )
+
+
+def maintenance_to_json(window: MaintenanceWindow) -> JSON:
+    """A one-off window as the state store keeps it."""
+    return {
+        "id": window.id,
+        "name": window.name,
+        "matchers": matchers_to_json(window.matchers),
+        "starts_at": window.starts_at.isoformat(),
+        "ends_at": window.ends_at.isoformat(),
+        "created_by": window.created_by,
+        "comment": window.comment,
+        "created_at": window.created_at.isoformat(),
+    }
+
+
+def maintenance_from_json(data: JSON) -> MaintenanceWindow:
+    return MaintenanceWindow(
+        id=data["id"],
+        name=data["name"],
+        matchers=matchers_from_json(data["matchers"]),
+        starts_at=_required_time(data["starts_at"]),
+        ends_at=_required_time(data["ends_at"]),
+        created_by=data["created_by"],
+        comment=data["comment"],
+        created_at=_required_time(data["created_at"]),
     )
 
 

@@ -355,3 +355,19 @@ class PauseEvent:
     by: str
     comment: str | None
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """A one-off maintenance window made through the API: mutes the alerts that all its
+    matchers match from ``starts_at`` until ``ends_at``, as ``maintenance NAME``
+    (:mod:`opswatch.alerts.maintenance`; the recurring ones come from the configuration)."""
+
+    id: str
+    name: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    created_at: datetime

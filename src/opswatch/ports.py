@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from opswatch.model import (
     Alert,
     CycleRecord,
+    MaintenanceWindow,
     Notification,
     OutboxItem,
     Pause,
@@ -177,6 +178,21 @@ class PauseStore(Protocol):
         ...
 
 
+class MaintenanceStore(Protocol):
+    """One-off maintenance windows (:mod:`opswatch.alerts.maintenance`): every replica reads
+    the same ones."""
+
+    async def maintenance_save(self, window: MaintenanceWindow) -> None:
+        """Insert ``window`` or replace the one with its id."""
+        ...
+
+    async def maintenance_delete(self, window_id: str) -> None: ...
+
+    async def maintenance_windows(self, ending_after: datetime) -> list[MaintenanceWindow]:
+        """The windows that end after ``ending_after``, by id."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -186,7 +202,14 @@ class LeaseTable(Protocol):
 
 
 class StateStore(
-    RecoveryStore, RouteStore, OutboxStore, SilenceStore, PingStore, PauseStore, Protocol
+    RecoveryStore,
+    RouteStore,
+    OutboxStore,
+    SilenceStore,
+    PingStore,
+    PauseStore,
+    MaintenanceStore,
+    Protocol,
 ):
     """A whole state store: both stores satisfy it."""
 

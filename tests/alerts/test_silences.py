@@ -21,10 +21,9 @@ from opswatch.alerts.silences import (
     state,
 )
 from opswatch.model import Alert, AlertState, Matcher, MatchOp, Severity, fingerprint
-from opswatch.state.postgres import PostgresStore
 from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
-from tests.pgschema import fresh_schema
+from tests.pgschema import two_replicas
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -182,28 +181,21 @@ async def test_a_pending_silence_expired_never_mutes(clock: ManualClock, tmp_pat
 async def test_a_replica_sees_another_replicas_silence_at_its_next_refresh(
     postgres_dsn: str, clock: ManualClock
 ) -> None:
-    async with fresh_schema(postgres_dsn) as schema:
-        one, two = (PostgresStore(postgres_dsn, schema=schema) for _ in range(2))
-        await one.open()
-        await two.open()
-        try:
-            writer, reader = Silences(one, clock), Silences(two, clock)
-            await reader.load()
-            silence = await writer.create(
-                [parse_matcher("rule=disk_full")], clock.now + HOUR, "ana", "c"
-            )
-            assert not reader.muter.muted(_alert(), clock.now)
-            waits: list[float] = []
+    async with two_replicas(postgres_dsn) as (one, two):
+        writer, reader = Silences(one, clock), Silences(two, clock)
+        await reader.load()
+        silence = await writer.create(
+            [parse_matcher("rule=disk_full")], clock.now + HOUR, "ana", "c"
+        )
+        assert not reader.muter.muted(_alert(), clock.now)
+        waits: list[float] = []
 
-            async def sleep(seconds: float) -> None:
-                waits.append(seconds)
-                if len(waits) > 1:
-                    raise asyncio.CancelledError
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) > 1:
+                raise asyncio.CancelledError
 
-            with pytest.raises(asyncio.CancelledError):
-                await reader.follow(lambda: 30.0, sleep)
-            assert waits == [30.0, 30.0]
-            assert reader.muter.ids(_alert(), clock.now) == [silence.id]
-        finally:
-            await one.close()
-            await two.close()
+        with pytest.raises(asyncio.CancelledError):
+            await reader.follow(lambda: 30.0, sleep)
+        assert waits == [30.0, 30.0]
+        assert reader.muter.ids(_alert(), clock.now) == [silence.id]

@@ -21,9 +21,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Api:
-    def __init__(self, tmp_path: Path, clock: ManualClock) -> None:
+    def __init__(
+        self, tmp_path: Path, clock: ManualClock, environ: dict[str, str] | None = None
+    ) -> None:
         self.state = tmp_path / "s.sqlite3"
         self.clock = clock
+        self.environ = environ or {}
         self.app: App | None = None
 
     async def start(self) -> App:
@@ -33,6 +36,7 @@ class Api:
                 "OPSWATCH_STATE_PATH": str(self.state),
                 "OPSWATCH_API_LISTEN": "127.0.0.1:0",
                 "OPSWATCH_API_TOKEN": TOKEN,
+                **self.environ,
             },
             self.clock,
         )

@@ -376,6 +376,7 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_pings",
         "opswatch_pauses",
         "opswatch_pause_events",
+        "opswatch_maintenance_windows",
     }
 
 

@@ -1,5 +1,5 @@
-"""Reloading a muter's state from the shared store, for ever: what silences and pauses made on
-one replica become on every other within a check interval."""
+"""Reloading a muter's state from the shared store, for ever: what silences, maintenance
+windows and pauses made on one replica become on every other within a check interval."""
 
 from __future__ import annotations
 

@@ -8,9 +8,13 @@ with a text that names the problem.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+
+from opswatch.alerts.silences import SilenceError, parse_matcher
+from opswatch.model import Matcher
 
 #: the largest request body the API reads (bytes)
 MAX_BODY = 64 * 1024
@@ -41,6 +45,33 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="body: expected a JSON object")
     return body
+
+
+def matchers_field(value: Any) -> list[Matcher]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise web.HTTPBadRequest(text="matchers: expected a non-empty list of strings")
+    try:
+        return [parse_matcher(v, "matchers") for v in value]
+    except SilenceError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+def text_field(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise web.HTTPBadRequest(text=f"{field}: expected a non-empty string")
+    return value
+
+
+def time_field(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise web.HTTPBadRequest(text=f"{field}: expected an ISO 8601 time with a timezone")
+    return at
 
 
 def _depth(text: str) -> int:

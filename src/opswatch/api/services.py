@@ -13,6 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from opswatch.alerts.maintenance import Maintenance
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.pause import Pauses
 from opswatch.alerts.silences import Silences
@@ -61,6 +62,9 @@ class Services:
     heartbeats: HeartbeatDesk | None = None
     #: pause and resume (``/api/v1/monitoring``); ``None``: the routes answer 503
     pauses: Pauses | None = None
+    #: the maintenance windows (one-off ones made and deleted) and their muter; ``None``:
+    #: the routes answer 503
+    maintenance: Maintenance | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -73,6 +77,7 @@ OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
 HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
 PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
+MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -86,6 +91,7 @@ def install(app: web.Application, services: Services) -> None:
     app[MUTES] = services.mutes
     app[HEARTBEATS] = services.heartbeats
     app[PAUSES] = services.pauses
+    app[MAINTENANCE] = services.maintenance
 
 
 class MetricsView:

@@ -4,7 +4,6 @@ change and expire silences."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -12,13 +11,12 @@ from opswatch.alerts.silences import (
     SilenceError,
     Silences,
     matches_all,
-    parse_matcher,
     state,
 )
-from opswatch.api.requests import json_object
+from opswatch.api.requests import json_object, matchers_field, text_field, time_field
 from opswatch.api.services import ALERTS, SILENCES
 from opswatch.codec import JSON, alert_to_json, silence_to_json
-from opswatch.model import Matcher, Silence
+from opswatch.model import Silence
 
 
 def _answer(silence: Silence, now: datetime) -> JSON:
@@ -36,11 +34,11 @@ async def create(request: web.Request) -> web.Response:
     "comment": "...", "starts_at": ISO (default now)}``."""
     body = await json_object(request)
     silences = request.app[SILENCES]
-    matchers = _matchers(body.get("matchers"))
-    ends_at = _time(body.get("ends_at"), "ends_at")
-    starts_at = None if body.get("starts_at") is None else _time(body["starts_at"], "starts_at")
-    created_by = _text(body.get("created_by"), "created_by")
-    comment = _text(body.get("comment"), "comment")
+    matchers = matchers_field(body.get("matchers"))
+    ends_at = time_field(body.get("ends_at"), "ends_at")
+    starts_at = time_field(body.get("starts_at"), "starts_at")
+    created_by = text_field(body.get("created_by"), "created_by")
+    comment = text_field(body.get("comment"), "comment")
     if ends_at is None:
         raise web.HTTPBadRequest(text="ends_at: required")
     if _dry_run(request):
@@ -58,10 +56,10 @@ async def update(request: web.Request) -> web.Response:
     body = await json_object(request)
     silences = request.app[SILENCES]
     silence = await _found(silences, request)
-    matchers = None if body.get("matchers") is None else _matchers(body["matchers"])
-    comment = None if body.get("comment") is None else _text(body["comment"], "comment")
-    ends_at = None if body.get("ends_at") is None else _time(body["ends_at"], "ends_at")
-    by = "api" if body.get("by") is None else _text(body["by"], "by")
+    matchers = None if body.get("matchers") is None else matchers_field(body["matchers"])
+    comment = None if body.get("comment") is None else text_field(body["comment"], "comment")
+    ends_at = None if body.get("ends_at") is None else time_field(body["ends_at"], "ends_at")
+    by = "api" if body.get("by") is None else text_field(body["by"], "by")
     try:
         changed = await silences.update(
             silence, by=by, ends_at=ends_at, comment=comment, matchers=matchers
@@ -96,30 +94,3 @@ def _dry_run(request: web.Request) -> bool:
     if raw not in ("0", "1", "true", "false"):
         raise web.HTTPBadRequest(text="dry_run: expected 1 or 0")
     return raw in ("1", "true")
-
-
-def _matchers(value: Any) -> list[Matcher]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise web.HTTPBadRequest(text="matchers: expected a non-empty list of strings")
-    try:
-        return [parse_matcher(v, "matchers") for v in value]
-    except SilenceError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise web.HTTPBadRequest(text=f"{field}: expected a non-empty string")
-    return value
-
-
-def _time(value: Any, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise web.HTTPBadRequest(text=f"{field}: expected an ISO 8601 time with a timezone")
-    return at

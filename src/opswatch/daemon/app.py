@@ -18,6 +18,7 @@ import structlog
 
 from opswatch.alerts.book import AlertBook
 from opswatch.alerts.dependencies import DependencyMuter, down_rules
+from opswatch.alerts.maintenance import Maintenance, MaintenanceMuter
 from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.pause import Pauses
@@ -98,6 +99,8 @@ class App:
             self.tracker, lambda: self.timing.interval, config.depends, down_rules(config.rules)
         )
         self.mutes.add(self.dependencies)
+        self.maintenance = Maintenance(self.store, clock, MaintenanceMuter(config.maintenance))
+        self.mutes.add(self.maintenance.muter)
         self.book = AlertBook(
             self.store,
             self.tracker,
@@ -156,6 +159,7 @@ class App:
             mutes=self.mutes,
             heartbeats=self.heartbeats,
             pauses=self.pauses,
+            maintenance=self.maintenance,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -205,6 +209,7 @@ class App:
         await self.leases.lease.open()
         await self.silences.load()
         await self.pauses.load()
+        await self.maintenance.load()
         active = await self.cycle.adopt(await self.store.load_active())
         self.evaluator.seed(active)
         if not self.replicas.shared:  # replicas: per check, by the one taking it over
@@ -222,9 +227,10 @@ class App:
         self._serving = True
         self.spawn(self.outbox.run(), "outbox")
         self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
-        if self.replicas.shared:  # other replicas' silences, every interval
+        if self.replicas.shared:  # other replicas' silences and one-off windows, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
             self.spawn(self.pauses.follow(lambda: self.timing.interval), "pauses")
+            self.spawn(self.maintenance.follow(lambda: self.timing.interval), "maintenance")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings

@@ -1,5 +1,6 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
-``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`) and ``heartbeats``
+``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`), ``maintenance``
+(:mod:`opswatch.daemon.maintenance_cli`) and ``heartbeats``
 (:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
 daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on its
 notifications.
@@ -23,7 +24,7 @@ from typing import Any
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon import heartbeat_cli, operate, pause_cli, silence_cli
+from opswatch.daemon import heartbeat_cli, maintenance_cli, operate, pause_cli, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     silence_cli.add_parser(sub)
     heartbeat_cli.add_parser(sub)
     pause_cli.add_parsers(sub)
+    maintenance_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
 
@@ -114,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))
-        if command == "silence" or command in pause_cli.COMMANDS:
+        families = {"silence": silence_cli.run, "maintenance": maintenance_cli.run}
+        if command in families or command in pause_cli.COMMANDS:
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            send = silence_cli.run if command == "silence" else pause_cli.run
+            send = families.get(command, pause_cli.run)
             code, text = send(args, url, config.api_token)
             print(text, file=sys.stdout if code == 0 else sys.stderr)
             return code

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opswatch.alerts.dependencies import DEPENDS, parse_depends
+from opswatch.alerts.maintenance import RecurringWindow, windows_from_env
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.collectors.heartbeat import refuse_unpingable
@@ -47,6 +48,8 @@ class AppConfig:
     api_token: Secret | None = None
     #: ``OPSWATCH_DEPENDS``: each child check's parents (alerts/dependencies.py)
     depends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: ``OPSWATCH_MAINTENANCE_<NAME>``: the recurring maintenance windows
+    maintenance: tuple[RecurringWindow, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -71,6 +74,7 @@ class AppConfig:
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "depends": {child: list(parents) for child, parents in self.depends.items()},
+            "maintenance": [w.describe(utcnow()) for w in self.maintenance],
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
             ],
@@ -128,6 +132,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     refuse_unpingable(collectors, api_token)
     depends = parse_depends(env.raw(DEPENDS), [c.check for c in collectors])
+    maintenance = windows_from_env(env, environ.keys())
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -143,4 +148,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
         depends=depends,
+        maintenance=maintenance,
     )

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from opswatch.config import Secret
-from opswatch.daemon.silence_cli import CommandError, _call
+from opswatch.daemon.silence_cli import CommandError, api_call
 
 #: the exit status when a heartbeat is late, stuck or failed
 OVERDUE = 3
@@ -33,14 +33,14 @@ def run(args: argparse.Namespace, url: str, token: Secret | None) -> tuple[int, 
     """The exit status and the text to print (on stdout unless the daemon failed us)."""
     try:
         if args.name is None:
-            _, answer = _call("GET", f"{url}/api/v1/heartbeats", token)
+            _, answer = api_call("GET", f"{url}/api/v1/heartbeats", token)
             heartbeats = list(answer.get("heartbeats", []))
             if not heartbeats:
                 return 0, "no heartbeats"
             return _exit(heartbeats), _table(heartbeats)
         name = urllib.parse.quote(args.name, safe="")
         limit = max(1, min(int(args.limit), 100))
-        _, one = _call("GET", f"{url}/api/v1/heartbeats/{name}?limit={limit}", token)
+        _, one = api_call("GET", f"{url}/api/v1/heartbeats/{name}?limit={limit}", token)
     except CommandError as exc:
         return exc.code, f"opswatch: {exc}"
     lines = [_table([one]), "", "AT  KIND  EXIT  DURATION  OUTPUT"]

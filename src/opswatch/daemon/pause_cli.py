@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from opswatch.config import Secret
-from opswatch.daemon.silence_cli import CommandError, _author, _call
+from opswatch.daemon.silence_cli import CommandError, api_call, author
 
 COMMANDS = ("pause", "resume")
 
@@ -33,11 +33,11 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace, url: str, token: Secret | None) -> tuple[int, str]:
     """The exit status and the text to print (on stdout when 0, else on stderr)."""
-    body: dict[str, Any] = {"checks": list(args.checks), "author": _author(args)}
+    body: dict[str, Any] = {"checks": list(args.checks), "author": author(args)}
     if args.comment:
         body["comment"] = args.comment
     try:
-        _, answer = _call("POST", f"{url}/api/v1/monitoring/{args.command}", token, body)
+        _, answer = api_call("POST", f"{url}/api/v1/monitoring/{args.command}", token, body)
     except CommandError as exc:
         return exc.code, f"opswatch: {exc}"
     return 0, describe(answer.get("pauses", []))

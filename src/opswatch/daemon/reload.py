@@ -155,6 +155,7 @@ class Reload:
         app.store.claim_for(timing.lease_ttl)  # an outbox claim too
         app.book.pipeline = config.notify.pipeline(app.mutes)  # the same muters
         app.dependencies.configure(config.depends, down_rules(config.rules))
+        app.maintenance.muter.configure(config.maintenance)
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)

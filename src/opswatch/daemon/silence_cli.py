@@ -36,16 +36,7 @@ def add_parser(sub: Any) -> None:
     silence.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     actions = silence.add_subparsers(dest="silence_command", required=True)
     add = actions.add_parser("add", help="mute the alerts all --match match, for a time")
-    add.add_argument(
-        "--match",
-        action="append",
-        required=True,
-        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on rule, check or a label "
-        "(repeatable: all must match)",
-    )
-    until = add.add_mutually_exclusive_group(required=True)
-    until.add_argument("--duration", help="how long from now: 30m, 2h, 1d")
-    until.add_argument("--end", help="when it ends: ISO 8601 with a timezone")
+    add_matchers_and_end(add, "now")
     add.add_argument("--comment", required=True, help="why (kept with the silence, logged)")
     add.add_argument("--author", help="who (default: the login name)")
     add.add_argument(
@@ -57,6 +48,20 @@ def add_parser(sub: Any) -> None:
     expire.add_argument("--author", help="who (default: the login name)")
 
 
+def add_matchers_and_end(parser: Any, start: str) -> None:
+    """``--match`` (repeatable) and ``--duration`` (from ``start``) or ``--end``."""
+    parser.add_argument(
+        "--match",
+        action="append",
+        required=True,
+        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on rule, check or a label "
+        "(repeatable: all must match)",
+    )
+    until = parser.add_mutually_exclusive_group(required=True)
+    until.add_argument("--duration", help=f"how long from {start}: 30m, 2h, 1d")
+    until.add_argument("--end", help="when it ends: ISO 8601 with a timezone")
+
+
 def run(
     args: argparse.Namespace, url: str, token: Secret | None, clock: Clock = utcnow
 ) -> tuple[int, str]:
@@ -66,9 +71,9 @@ def run(
             return 0, _add(args, url, token, clock)
         if args.silence_command == "list":
             return 0, _list(url)
-        by = urllib.parse.quote(_author(args))
+        by = urllib.parse.quote(author(args))
         silence_id = urllib.parse.quote(args.id, safe="")
-        _, ended = _call("DELETE", f"{url}/api/v1/silences/{silence_id}?by={by}", token)
+        _, ended = api_call("DELETE", f"{url}/api/v1/silences/{silence_id}?by={by}", token)
         return 0, f"silence {ended['id']} expired at {ended['ends_at']}"
     except CommandError as exc:
         return exc.code, f"opswatch: {exc}"
@@ -77,22 +82,22 @@ def run(
 def _add(args: argparse.Namespace, url: str, token: Secret | None, clock: Clock) -> str:
     body = {
         "matchers": list(args.match),
-        "ends_at": _end(args, clock).isoformat(),
-        "created_by": _author(args),
+        "ends_at": end_time(args, clock).isoformat(),
+        "created_by": author(args),
         "comment": args.comment,
     }
     if args.dry_run:
-        _, answer = _call("POST", f"{url}/api/v1/silences?dry_run=1", token, body)
+        _, answer = api_call("POST", f"{url}/api/v1/silences?dry_run=1", token, body)
         alerts = answer.get("alerts", [])
         lines = [f"would silence {len(alerts)} active alert(s)"]
         lines += [f"  {a['rule']}  {a['check']}  {_labels(a['labels'])}" for a in alerts]
         return "\n".join(lines)
-    _, created = _call("POST", f"{url}/api/v1/silences", token, body)
+    _, created = api_call("POST", f"{url}/api/v1/silences", token, body)
     return f"silence {created['id']} {created['state']} until {created['ends_at']}"
 
 
 def _list(url: str) -> str:
-    _, answer = _call("GET", f"{url}/api/v1/silences", None)
+    _, answer = api_call("GET", f"{url}/api/v1/silences", None)
     rows = [("ID", "STATE", "ENDS", "BY", "MATCHERS", "COMMENT")]
     for s in answer.get("silences", []):
         matchers = ",".join(f"{m['name']}{m['op']}{m['value']}" for m in s["matchers"])
@@ -103,23 +108,27 @@ def _list(url: str) -> str:
     return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows)
 
 
-def _end(args: argparse.Namespace, clock: Clock) -> datetime:
+def end_time(args: argparse.Namespace, clock: Clock) -> datetime:
     if args.duration is not None:
         try:
             seconds = Env({"--duration": args.duration}).duration("--duration", 0.0)
         except ConfigError as exc:
             raise CommandError(str(exc), 2) from None
         return clock() + timedelta(seconds=seconds)
+    return iso_time("--end", args.end)
+
+
+def iso_time(flag: str, text: str) -> datetime:
     try:
-        end = datetime.fromisoformat(args.end)
+        at = datetime.fromisoformat(text)
     except ValueError:
-        end = None
-    if end is None or end.tzinfo is None:
-        raise CommandError(f"--end: expected an ISO 8601 time with a timezone, got {args.end!r}", 2)
-    return end
+        at = None
+    if at is None or at.tzinfo is None:
+        raise CommandError(f"{flag}: expected an ISO 8601 time with a timezone, got {text!r}", 2)
+    return at
 
 
-def _author(args: argparse.Namespace) -> str:
+def author(args: argparse.Namespace) -> str:
     if args.author:
         return str(args.author)
     try:
@@ -132,7 +141,7 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def _call(
+def api_call(
     method: str, url: str, token: Secret | None, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}

@@ -49,6 +49,8 @@ from asyncpg.pool import PoolConnectionProxy
 from opswatch.codec import (
     alert_from_json,
     alert_to_json,
+    maintenance_from_json,
+    maintenance_to_json,
     notification_from_json,
     notification_to_json,
     pause_event_from_json,
@@ -66,6 +68,7 @@ from opswatch.codec import (
 from opswatch.model import (
     Alert,
     CycleRecord,
+    MaintenanceWindow,
     Notification,
     OutboxItem,
     Pause,
@@ -185,6 +188,15 @@ MIGRATIONS: tuple[str, ...] = (
         at timestamptz NOT NULL,
         data text NOT NULL
     );
+    """,
+    # 6: one-off maintenance windows (alerts/maintenance.py)
+    """
+    CREATE TABLE opswatch_maintenance_windows (
+        id text PRIMARY KEY,
+        ends_at timestamptz NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX opswatch_maintenance_windows_ends_at ON opswatch_maintenance_windows (ends_at);
     """,
 )
 
@@ -536,6 +548,27 @@ class PostgresStore:
             "SELECT data FROM opswatch_pause_events ORDER BY id DESC LIMIT $1", limit
         )
         return [pause_event_from_json(json.loads(row[0])) for row in rows]
+
+    # -- one-off maintenance windows (see alerts/maintenance.py) -----------------------------
+
+    async def maintenance_save(self, window: MaintenanceWindow) -> None:
+        await self.pool.execute(
+            "INSERT INTO opswatch_maintenance_windows (id, ends_at, data) VALUES ($1, $2, $3) "
+            "ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data",
+            window.id,
+            window.ends_at,
+            json.dumps(maintenance_to_json(window)),
+        )
+
+    async def maintenance_delete(self, window_id: str) -> None:
+        await self.pool.execute("DELETE FROM opswatch_maintenance_windows WHERE id = $1", window_id)
+
+    async def maintenance_windows(self, ending_after: datetime) -> list[MaintenanceWindow]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_maintenance_windows WHERE ends_at > $1 ORDER BY id",
+            ending_after,
+        )
+        return [maintenance_from_json(json.loads(row[0])) for row in rows]
 
     # -- recovery (see recovery/runner.py) and evidence (recovery/evidence.py) --------------
 

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from opswatch.codec import (
     alert_from_json,
     alert_to_json,
+    maintenance_from_json,
+    maintenance_to_json,
     notification_from_json,
     notification_to_json,
     pause_event_from_json,
@@ -40,6 +42,7 @@ from opswatch.codec import (
 from opswatch.model import (
     Alert,
     CycleRecord,
+    MaintenanceWindow,
     Notification,
     OutboxItem,
     Pause,
@@ -139,6 +142,15 @@ _MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL,
         data TEXT NOT NULL
     );
+    """,
+    # 6: one-off maintenance windows (alerts/maintenance.py)
+    """
+    CREATE TABLE maintenance_windows (
+        id TEXT PRIMARY KEY,
+        ends_at_epoch REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX maintenance_windows_ends_at ON maintenance_windows (ends_at_epoch);
     """,
 )
 
@@ -326,6 +338,35 @@ class SQLiteStore:
                 "SELECT data FROM pause_events ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
             return [pause_event_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- one-off maintenance windows (see alerts/maintenance.py) -----------------------------
+
+    async def maintenance_save(self, window: MaintenanceWindow) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO maintenance_windows (id, ends_at_epoch, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET ends_at_epoch = excluded.ends_at_epoch, "
+                "data = excluded.data",
+                (window.id, window.ends_at.timestamp(), json.dumps(maintenance_to_json(window))),
+            )
+
+        await self._call(write)
+
+    async def maintenance_delete(self, window_id: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM maintenance_windows WHERE id = ?", (window_id,))
+
+        await self._call(write)
+
+    async def maintenance_windows(self, ending_after: datetime) -> list[MaintenanceWindow]:
+        def read(db: sqlite3.Connection) -> list[MaintenanceWindow]:
+            rows = db.execute(
+                "SELECT data FROM maintenance_windows WHERE ends_at_epoch > ? ORDER BY id",
+                (ending_after.timestamp(),),
+            ).fetchall()
+            return [maintenance_from_json(json.loads(row[0])) for row in rows]
 
         return await self._call(read)
 
