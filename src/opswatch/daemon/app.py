@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from opswatch.alerts.book import AlertBook
+from opswatch.alerts.flapping import FlapDetector
 from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
@@ -68,7 +69,11 @@ class App:
         # several replicas on one PostgreSQL store: one runs each check (README: replicas)
         self.leases = CheckLeases(open_lease(config.settings, self.store), self.timing.lease_ttl)
         self.evaluator = RuleEvaluator(config.rules)
-        self.tracker = AlertTracker(config.repeat_interval)
+        # flapping per alert identity: the tracker's notifications and recovery's guard
+        self.flapping = FlapDetector(config.flapping)
+        self.tracker = AlertTracker(
+            config.repeat_interval, flapping=self.flapping, ladder=config.ladder
+        )
         self.retry_policy = retry_policy or RetryPolicy()
         self._crashed = False
         self._stop_requested = asyncio.Event()
@@ -101,6 +106,7 @@ class App:
             commands=command_runner,
             policy=recovery_policy,
             sleep=recovery_sleep,
+            flapping=self.flapping,
         )
         self.remediation = Remediation(
             self.recovery,

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.alerts.flapping import FlapSettings
+from opswatch.alerts.ladder import Ladder
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
@@ -43,6 +45,8 @@ class AppConfig:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
     api_token: Secret | None = None
+    flapping: FlapSettings = field(default_factory=FlapSettings)
+    ladder: Ladder = field(default_factory=Ladder)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -63,6 +67,8 @@ class AppConfig:
             "notifiers": {n.channel: n.describe() for n in self.notifiers},
             "notify": self.notify.describe(),
             "recovery": self.recovery.describe(),
+            "flapping": self.flapping.describe(),
+            "ladder": self.ladder.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
@@ -121,6 +127,9 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
+    flapping = FlapSettings.from_env(env)
+    rule_names = [r.name for r in rules]
+    ladder = Ladder.from_env(env, environ.keys(), rule_names, settings.interval)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -135,4 +144,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         recovery=recovery,
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
+        flapping=flapping,
+        ladder=ladder,
     )
