@@ -1,0 +1,261 @@
+"""Flapping: the score and its thresholds (pure), then the whole daemon (``App``) on a 1-0-1-0
+disk series every 30 s with a local webhook: one flapping notification instead of one per
+change, the end of flapping in both states, recovery paused meanwhile, a restart in between.
+Samples go to ``App.cycle.process``, the outbox is driven pass by pass, the clock is manual."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from opswatch.alerts.flapping import FlapDetector, FlapSettings, flap_score
+from opswatch.config import ConfigError, Env
+from opswatch.daemon.app import App
+from opswatch.model import RecoveryOutcome, TransitionKind
+from opswatch.notifiers.render import render
+from tests.conftest import ManualClock
+from tests.notifiers.test_silenced_notify import Daemon
+from tests.peers import Receiver
+
+FULL, FREE = 97.0, 50.0
+K = TransitionKind
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def states_of(series: str) -> list[bool]:
+    return [c == "1" for c in series]
+
+
+def test_a_1_0_1_0_series_reaches_the_high_threshold_at_its_fourth_state_change() -> None:
+    settings = FlapSettings()
+    scores = [flap_score(states_of("0" + "1010"[:n]), settings.window) for n in range(1, 5)]
+    assert [s >= settings.high for s in scores] == [False, False, False, True]
+    assert scores == sorted(scores)  # every change adds to it
+
+
+def test_recent_changes_weigh_more_than_old_ones() -> None:
+    recent = flap_score(states_of("0" * 16 + "0101"), 20)
+    old = flap_score(states_of("0101" + "1" * 16), 20)
+    assert recent > old > 0
+    assert flap_score(states_of("01" * 10), 20) == pytest.approx(100.0)
+    assert flap_score(states_of("1" * 20), 20) == 0.0
+
+
+def observe(detector: FlapDetector, series: str, now: datetime = T0) -> list[dict[str, bool]]:
+    """Feed one identity's states (the first is its state before) to ``detector``."""
+    previous, events = series[0] == "1", []
+    for index, char in enumerate(series[1:]):
+        state = char == "1"
+        changed = {"fp": "disk_full"} if state != previous else {}
+        at = now + timedelta(seconds=30 * index)
+        events.append(
+            detector.observe("host", frozenset({"disk_full"}), changed, lambda _: state, at)
+        )
+        previous = state
+    return events
+
+
+def test_hysteresis_keeps_an_identity_flapping_until_it_is_quiet_below_the_low_threshold() -> None:
+    detector = FlapDetector(FlapSettings())
+    events = observe(detector, "0" + "1010" * 3 + "1" * 20)
+    started = [i for i, e in enumerate(events) if e.get("fp") is True]
+    ended = [i for i, e in enumerate(events) if e.get("fp") is False]
+    assert started == [3]  # the fourth state change
+    assert len(ended) == 1 and ended[0] > 12  # once, after the series calmed down
+    assert detector.score("fp") < FlapSettings().low
+
+
+def test_an_alert_that_fires_resolves_and_fires_again_minutes_apart_is_not_flapping() -> None:
+    detector = FlapDetector(FlapSettings())
+    events = observe(detector, "0" + "1" * 6 + "0" * 6 + "1" * 6)
+    assert not any(events) and not detector.flapping("fp")
+
+
+def test_identities_quiet_for_a_whole_window_are_forgotten() -> None:
+    detector = FlapDetector(FlapSettings(window=10))
+    fired = {f"fp{n}": "r" for n in range(1000)}  # a thousand alerts fire, then keep firing
+    detector.observe("host", frozenset({"r"}), fired, lambda _: True, T0)
+    assert len(detector) == 1000
+    for run in range(1, 10):
+        detector.observe("host", frozenset({"r"}), {}, lambda _: True, T0 + timedelta(minutes=run))
+    assert len(detector) == 0
+
+
+def test_identities_no_longer_evaluated_are_forgotten_after_a_day() -> None:
+    detector = FlapDetector(FlapSettings())
+    observe(detector, "01010")
+    assert detector.flapping("fp")
+    detector.observe("other", frozenset({"r"}), {}, lambda _: False, T0 + timedelta(days=2))
+    assert len(detector) == 0
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"OPSWATCH_FLAPPING_HIGH": "lots"}, "OPSWATCH_FLAPPING_HIGH"),
+        ({"OPSWATCH_FLAPPING_HIGH": "30", "OPSWATCH_FLAPPING_LOW": "30"}, "OPSWATCH_FLAPPING_LOW"),
+        ({"OPSWATCH_FLAPPING_WINDOW": "2"}, "OPSWATCH_FLAPPING_WINDOW"),
+        ({"OPSWATCH_FLAPPING": "sometimes"}, "OPSWATCH_FLAPPING"),
+    ],
+)
+def test_malformed_flapping_settings_name_their_variable(
+    environ: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        FlapSettings.from_env(Env(environ))
+    assert error.value.variable == variable
+
+
+# -- the daemon ---------------------------------------------------------------------------
+
+
+class Flapper:
+    """The daemon of the silence tests (host check, a webhook), one disk run per call."""
+
+    def __init__(self, daemon: Daemon, clock: ManualClock, hook: Receiver) -> None:
+        self.daemon, self.clock, self.hook = daemon, clock, hook
+
+    @property
+    def app(self) -> App:
+        assert self.daemon.app is not None
+        return self.daemon.app
+
+    async def run(self, used: float) -> list[TransitionKind]:
+        kinds = await self.daemon.cycle(used)
+        await self.app.remediation.wait()
+        self.clock.advance(30)
+        return kinds
+
+    async def flap(self, changes: int) -> list[list[TransitionKind]]:
+        return [await self.run(FULL if n % 2 == 0 else FREE) for n in range(changes)]
+
+    def told(self) -> list[tuple[str, str]]:
+        """Each webhook message's (transition, status), in order."""
+        return [
+            (a["annotations"]["transition"], a["status"])
+            for r in self.hook.requests
+            for a in r.body["alerts"]
+        ]
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+Make = Callable[..., Awaitable[Flapper]]
+
+
+@pytest.fixture
+async def make(tmp_path: Path, clock: ManualClock, hook: Receiver) -> AsyncIterator[Make]:
+    """Opens the daemon with extra variables (stopped at the end of the test)."""
+    made: list[Daemon] = []
+
+    async def open_daemon(**extra: str) -> Flapper:
+        daemon = Daemon(tmp_path, clock, hook)
+        daemon.environ.update(extra)
+        await daemon.open()
+        made.append(daemon)
+        return Flapper(daemon, clock, hook)
+
+    yield open_daemon
+    for daemon in made:
+        await daemon.stop()
+
+
+@pytest.fixture
+async def flapping(make: Make) -> Flapper:
+    return await make()
+
+
+async def test_a_1_0_1_0_series_at_30_s_sends_one_flapping_notification_not_one_per_change(
+    flapping: Flapper,
+) -> None:
+    runs = await flapping.flap(12)
+    assert runs[:4] == [[K.FIRED], [K.RESOLVED], [K.FIRED], [K.RESOLVED, K.FLAPPING_STARTED]]
+    assert runs[4:] == [[K.FIRED], [K.RESOLVED]] * 4  # in history, sent nowhere
+    assert flapping.told() == [
+        ("fired", "firing"),
+        ("resolved", "resolved"),
+        ("fired", "firing"),
+        ("flapping_started", "resolved"),
+    ]
+    (last,) = flapping.hook.requests[-1].body["alerts"]
+    assert last["annotations"]["actions"].startswith("the alert is flapping: 4 state changes")
+    history = await flapping.app.store.history(100)
+    assert [t.kind for t in history].count(K.FIRED) == 6  # every change is kept
+    (started,) = [t for t in history if t.kind is K.FLAPPING_STARTED]
+    notification = render([started], started.at)
+    assert notification.title == "[FLAPPING] disk_full on host"
+    assert "started flapping (resolved at 2026-01-01T12:01:30Z after 30 s)" in notification.text
+
+
+async def test_the_end_of_flapping_while_firing_sends_one_firing_notification(
+    flapping: Flapper,
+) -> None:
+    await flapping.flap(8)
+    quiet = [await flapping.run(FULL) for _ in range(25)]
+    ended = [n for n, kinds in enumerate(quiet) if K.FLAPPING_ENDED in kinds]
+    assert len(ended) == 1 and ended[0] < 20  # within one window of evaluations
+    assert quiet[0] == [K.FIRED]
+    assert flapping.told()[4:] == [("flapping_ended", "firing")]
+    (alert,) = flapping.app.tracker.active()
+    assert not alert.flapping
+    assert len(flapping.app.flapping) == 0  # quiet for a window: forgotten
+    assert await flapping.run(FREE) == [K.RESOLVED]  # notified like any resolution
+    assert flapping.told()[-1] == ("resolved", "resolved")
+
+
+async def test_the_end_of_flapping_after_it_resolved_sends_its_resolution(
+    flapping: Flapper,
+) -> None:
+    await flapping.flap(8)  # ends on a resolution, held
+    quiet = [await flapping.run(FREE) for _ in range(25)]
+    assert sum(1 for kinds in quiet if kinds == [K.FLAPPING_ENDED]) == 1
+    assert flapping.told()[4:] == [("flapping_ended", "resolved")]
+    assert flapping.app.tracker.active() == []
+
+
+async def test_a_flapping_alert_stays_flapping_across_a_restart(
+    flapping: Flapper,
+) -> None:
+    await flapping.flap(5)  # flapping, firing
+    (alert,) = flapping.app.tracker.active()
+    assert alert.flapping
+    await flapping.daemon.stop()
+    await flapping.daemon.open()
+    (loaded,) = flapping.app.tracker.active()
+    assert loaded.flapping
+    runs = [await flapping.run(FULL) for _ in range(3)]
+    assert runs == [[], [], []]
+    assert len(flapping.hook.requests) == 4  # nothing new: still flapping
+
+
+async def test_recovery_pauses_while_an_alert_flaps_and_resumes_when_it_stops(
+    make: Make,
+) -> None:
+    f = await make(
+        OPSWATCH_RECOVERY_DISK_FULL="systemd:restart:app.service",
+        OPSWATCH_RECOVERY_DRY_RUN="1",
+        OPSWATCH_RECOVERY_FLAP_COUNT="100",  # the score alone says flapping here
+    )
+    await f.flap(5)
+    runs = list(reversed(await f.app.store.recovery_history(10)))
+    assert [r.outcome for r in runs] == [
+        RecoveryOutcome.SKIPPED_DRY_RUN,
+        RecoveryOutcome.SKIPPED_DRY_RUN,
+        RecoveryOutcome.SKIPPED_FLAPPING,
+    ]
+    assert runs[-1].detail.startswith("the alert is flapping: 5 state changes in its last")
+    for _ in range(25):
+        if K.FLAPPING_ENDED in await f.run(FULL):
+            break
+    runs = await f.app.store.recovery_history(10)
+    assert runs[0].outcome is RecoveryOutcome.SKIPPED_DRY_RUN  # recovery resumed
+    assert len(runs) == 4
