@@ -5,22 +5,16 @@ Samples go to ``App.cycle.process``, the outbox is driven pass by pass, the cloc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from opswatch.alerts.flapping import FlapDetector, FlapSettings, flap_score
 from opswatch.config import ConfigError, Env
-from opswatch.daemon.app import App
 from opswatch.model import RecoveryOutcome, TransitionKind
 from opswatch.notifiers.render import render
-from tests.conftest import ManualClock
-from tests.notifiers.test_silenced_notify import Daemon
-from tests.peers import Receiver
+from tests.alerts.conftest import FREE, FULL, HostDaemon, MakeDaemon
 
-FULL, FREE = 97.0, 50.0
 K = TransitionKind
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -114,70 +108,13 @@ def test_malformed_flapping_settings_name_their_variable(
 # -- the daemon ---------------------------------------------------------------------------
 
 
-class Flapper:
-    """The daemon of the silence tests (host check, a webhook), one disk run per call."""
-
-    def __init__(self, daemon: Daemon, clock: ManualClock, hook: Receiver) -> None:
-        self.daemon, self.clock, self.hook = daemon, clock, hook
-
-    @property
-    def app(self) -> App:
-        assert self.daemon.app is not None
-        return self.daemon.app
-
-    async def run(self, used: float) -> list[TransitionKind]:
-        kinds = await self.daemon.cycle(used)
-        await self.app.remediation.wait()
-        self.clock.advance(30)
-        return kinds
-
-    async def flap(self, changes: int) -> list[list[TransitionKind]]:
-        return [await self.run(FULL if n % 2 == 0 else FREE) for n in range(changes)]
-
-    def told(self) -> list[tuple[str, str]]:
-        """Each webhook message's (transition, status), in order."""
-        return [
-            (a["annotations"]["transition"], a["status"])
-            for r in self.hook.requests
-            for a in r.body["alerts"]
-        ]
-
-
 @pytest.fixture
-async def hook() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
-Make = Callable[..., Awaitable[Flapper]]
-
-
-@pytest.fixture
-async def make(tmp_path: Path, clock: ManualClock, hook: Receiver) -> AsyncIterator[Make]:
-    """Opens the daemon with extra variables (stopped at the end of the test)."""
-    made: list[Daemon] = []
-
-    async def open_daemon(**extra: str) -> Flapper:
-        daemon = Daemon(tmp_path, clock, hook)
-        daemon.environ.update(extra)
-        await daemon.open()
-        made.append(daemon)
-        return Flapper(daemon, clock, hook)
-
-    yield open_daemon
-    for daemon in made:
-        await daemon.stop()
-
-
-@pytest.fixture
-async def flapping(make: Make) -> Flapper:
+async def flapping(make: MakeDaemon) -> HostDaemon:
     return await make()
 
 
 async def test_a_1_0_1_0_series_at_30_s_sends_one_flapping_notification_not_one_per_change(
-    flapping: Flapper,
+    flapping: HostDaemon,
 ) -> None:
     runs = await flapping.flap(12)
     assert runs[:4] == [[K.FIRED], [K.RESOLVED], [K.FIRED], [K.RESOLVED, K.FLAPPING_STARTED]]
@@ -199,7 +136,7 @@ async def test_a_1_0_1_0_series_at_30_s_sends_one_flapping_notification_not_one_
 
 
 async def test_the_end_of_flapping_while_firing_sends_one_firing_notification(
-    flapping: Flapper,
+    flapping: HostDaemon,
 ) -> None:
     await flapping.flap(8)
     quiet = [await flapping.run(FULL) for _ in range(25)]
@@ -215,7 +152,7 @@ async def test_the_end_of_flapping_while_firing_sends_one_firing_notification(
 
 
 async def test_the_end_of_flapping_after_it_resolved_sends_its_resolution(
-    flapping: Flapper,
+    flapping: HostDaemon,
 ) -> None:
     await flapping.flap(8)  # ends on a resolution, held
     quiet = [await flapping.run(FREE) for _ in range(25)]
@@ -225,7 +162,7 @@ async def test_the_end_of_flapping_after_it_resolved_sends_its_resolution(
 
 
 async def test_a_flapping_alert_stays_flapping_across_a_restart(
-    flapping: Flapper,
+    flapping: HostDaemon,
 ) -> None:
     await flapping.flap(5)  # flapping, firing
     (alert,) = flapping.app.tracker.active()
@@ -240,7 +177,7 @@ async def test_a_flapping_alert_stays_flapping_across_a_restart(
 
 
 async def test_recovery_pauses_while_an_alert_flaps_and_resumes_when_it_stops(
-    make: Make,
+    make: MakeDaemon,
 ) -> None:
     f = await make(
         OPSWATCH_RECOVERY_DISK_FULL="systemd:restart:app.service",
