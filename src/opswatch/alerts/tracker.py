@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from opswatch.alerts.flapping import FlapDetector
-from opswatch.alerts.ladder import Ladder
+from opswatch.alerts.ladder import Ladder, Step
 from opswatch.model import (
     Alert,
     AlertState,
@@ -350,6 +350,8 @@ class AlertTracker:
             fired = self._put(dataclasses.replace(new, notified=not muted(new)))
             return Transition(fired, TransitionKind.FIRED, now)
 
+        step = self.ladder.step(alert) if self.ladder else None
+        counted = None if step is None else self._counted(alert, now, muted)
         seen = dataclasses.replace(
             alert,
             check=finding.check,
@@ -358,6 +360,7 @@ class AlertTracker:
             value=finding.value,
             last_seen_at=now,
             flapping=flapping,
+            ladder_s=alert.ladder_s if counted is None else counted,
         )
         if not alert.notified and not muted(seen):
             return self._unmuted(seen, now)
@@ -378,10 +381,8 @@ class AlertTracker:
                 previous_state=alert.state,
                 previous_severity=alert.severity,
             )
-        if self.ladder:
-            seen, climbed = self._climb(alert, seen, now, muted)
-            if climbed is not None:
-                return climbed
+        if step is not None and counted is not None and counted >= step.after_s:
+            return self._climb(alert, seen, step, now)
         if alert.acked_by is not None and not alert.acked(now):
             # the ack expired: it ends, and the reminders it held back resume with one now
             seen = _without_ack(seen)
@@ -401,25 +402,24 @@ class AlertTracker:
         self._put(seen)
         return None
 
-    def _climb(
-        self, alert: Alert, seen: Alert, now: datetime, muted: Callable[[Alert], bool]
-    ) -> tuple[Alert, Transition | None]:
-        """The severity ladder (see alerts/ladder.py): ``seen`` with the time since the last
-        run counted on its step (firing, unacknowledged, not muted), and the CLIMBED
-        transition when that step is done."""
-        step = self.ladder.step(seen)
-        if step is None or seen.state is not AlertState.FIRING or seen.acked(now) or muted(seen):
-            return seen, None
+    # -- the severity ladder (see alerts/ladder.py) -------------------------------------------
+
+    def _counted(self, alert: Alert, now: datetime, muted: Callable[[Alert], bool]) -> float | None:
+        """The seconds on ``alert``'s ladder step with this run's counted (``None``: this run
+        does not count: not firing, acknowledged or muted)."""
+        if alert.state is not AlertState.FIRING or alert.acked(now) or muted(alert):
+            return None
         since = min((now - alert.last_seen_at).total_seconds(), self.ladder.gap_s)
-        seen = dataclasses.replace(seen, ladder_s=seen.ladder_s + max(0.0, since))
-        if seen.ladder_s < step.after_s:
-            return seen, None
+        return alert.ladder_s + max(0.0, since)
+
+    def _climb(self, alert: Alert, seen: Alert, step: Step, now: datetime) -> Transition:
+        """``step`` is done: the CLIMBED transition to its severity."""
         climbed = self._put(
             dataclasses.replace(
                 seen, severity=step.target, climbed=True, ladder_s=0.0, last_notified_at=now
             )
         )
-        transition = Transition(
+        return Transition(
             climbed,
             TransitionKind.CLIMBED,
             now,
@@ -427,7 +427,6 @@ class AlertTracker:
             previous_severity=alert.severity,
             note=f"unacknowledged: severity ladder step {step.text}",
         )
-        return climbed, transition
 
     def _unmuted(self, alert: Alert, now: datetime) -> Transition:
         """The silence that muted ``alert``'s firing ended while it still fires: a FIRED now,
