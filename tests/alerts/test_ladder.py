@@ -174,3 +174,29 @@ async def test_the_ladder_is_distinct_from_the_raise_after_a_failed_recovery(
     )
     assert await runs_until_climbed(daemon, 300) == 240  # critical>emergency: 2 h from now
     assert alert_of(daemon).severity is Severity.EMERGENCY
+
+
+async def test_a_reload_swaps_the_ladder_and_the_flapping_settings_and_check_config_shows_them(
+    make: MakeDaemon,
+) -> None:
+    daemon = await make()
+    app = daemon.app
+    assert not app.tracker.ladder
+    environ = {
+        **daemon.daemon.environ,
+        "OPSWATCH_LADDER": LADDER,
+        "OPSWATCH_FLAPPING_WINDOW": "10",
+    }
+    app.reloader.enable()  # as start() does
+    assert await app.reload(environ)
+    assert [s.text for s in app.tracker.ladder.default] == [
+        "warning>critical:30m",
+        "critical>emergency:2h",
+    ]
+    assert app.flapping.settings.window == 10
+    described = app.config.describe()
+    assert described["ladder"] == {
+        "default": ["warning>critical:30m", "critical>emergency:2h"],
+        "rules": {},
+    }
+    assert described["flapping"] == {"enabled": True, "window": 10, "high": 20.0, "low": 10.0}

@@ -5,7 +5,8 @@
   pause; without any, :class:`NothingMuted`). The
   recovery runner asks the same muter before it acts. A resolution whose firing was never
   notified (``Alert.notified`` false: muted) notifies nobody; one inside a silence still
-  reaches the channels its firing was notified to.
+  reaches the channels its firing was notified to. A flapping alert (``Alert.flapping``,
+  :mod:`opswatch.alerts.flapping`) is notified only at the start and end of its flapping.
 * **route**: each transition goes to the channels of its severity's route, a resolution to the
   channels its firing reached (:func:`opswatch.notifiers.routing.plan`).
 * **render**: one notification per channel and group (:func:`opswatch.notifiers.render.render`).
