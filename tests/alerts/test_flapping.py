@@ -88,6 +88,17 @@ def test_identities_no_longer_evaluated_are_forgotten_after_a_day() -> None:
     assert len(detector) == 0
 
 
+async def test_loading_the_alerts_again_keeps_a_flapping_identity_s_recent_states(
+    flapping: HostDaemon,
+) -> None:
+    await flapping.flap(5)
+    app = flapping.app
+    (alert,) = app.tracker.active()
+    score = app.flapping.score(alert.fingerprint)
+    app.tracker.load([alert])  # as a reload's adopt() does
+    assert app.flapping.score(alert.fingerprint) == score < 100
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [

@@ -178,7 +178,10 @@ class FlapDetector:
 
     def seed(self, alert: Alert, now: datetime) -> None:
         """An alert loaded flapping from the store (a restart): flapping until a window of
-        evaluations without a change says otherwise."""
+        evaluations without a change says otherwise. One already held (a reload loading the
+        alerts again) keeps its states."""
+        if alert.fingerprint in self._series:
+            return
         window = self.settings.window
         states = deque((i % 2 == 0 for i in range(window)), window)
         series = _Series(alert.check, alert.rule, states, now)
