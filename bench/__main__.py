@@ -23,6 +23,7 @@ BENCHMARKS = (
     ("bench.bench_integrity", 60),
     ("bench.bench_muting", 30),
     ("bench.bench_windows", 30),
+    ("bench.bench_tracker", 60),
 )
 
 

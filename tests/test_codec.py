@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
@@ -94,3 +95,14 @@ def test_fallback_rows_written_before_the_field_existed_still_decode_as_fallback
     plain = notification_to_json(Notification((_escalation(),), "t", "x", Severity.EMERGENCY, "k"))
     del plain["fallback_note"], plain["kind"]
     assert notification_from_json(plain).fallback_note is None
+
+
+def test_flapping_and_ladder_fields_round_trip_and_older_rows_decode_without_them() -> None:
+    escalation = _escalation()
+    alert = dataclasses.replace(escalation.alert, flapping=True, ladder_s=1230.5, climbed=True)
+    climb = dataclasses.replace(escalation, alert=alert, kind=TransitionKind.CLIMBED)
+    assert transition_from_json(json.loads(json.dumps(transition_to_json(climb)))) == climb
+    data = transition_to_json(climb)
+    del data["alert"]["flapping"], data["alert"]["ladder_s"], data["alert"]["climbed"]
+    old = transition_from_json(data).alert
+    assert (old.flapping, old.ladder_s, old.climbed) == (False, 0.0, False)

@@ -52,6 +52,9 @@ BAD_VALUES = [
     ("OPSWATCH_PROMETHEUS_TARGETS", "api=ftp://app/metrics"),
     ("OPSWATCH_WEBHOOK_TIMEOUT", "never"),
     ("OPSWATCH_REPEAT_WARNING", "often"),
+    ("OPSWATCH_FLAPPING_HIGH", "lots"),
+    ("OPSWATCH_LADDER", "warning>critical"),
+    ("OPSWATCH_LADDER_NO_SUCH_RULE", "warning>critical:30m"),
 ]
 
 

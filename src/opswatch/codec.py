@@ -121,6 +121,9 @@ def alert_to_json(alert: Alert) -> JSON:
         "acked_at": _time(alert.acked_at),
         "ack_expires_at": _time(alert.ack_expires_at),
         "ack_sticky": alert.ack_sticky,
+        "flapping": alert.flapping,
+        "ladder_s": alert.ladder_s,
+        "climbed": alert.climbed,
     }
 
 
@@ -146,6 +149,10 @@ def alert_from_json(data: JSON) -> Alert:
         acked_at=_parse_time(data.get("acked_at")),
         ack_expires_at=_parse_time(data.get("ack_expires_at")),
         ack_sticky=bool(data.get("ack_sticky", False)),
+        # absent in rows written before flapping and the severity ladder
+        flapping=bool(data.get("flapping", False)),
+        ladder_s=float(data.get("ladder_s", 0.0)),
+        climbed=bool(data.get("climbed", False)),
     )
 
 
@@ -427,6 +434,9 @@ shape(
     ack_expires_at=NULLABLE_TIME,
     ack_sticky=BOOLEAN,
     notified=BOOLEAN,
+    flapping=BOOLEAN,
+    ladder_s=NUMBER,
+    climbed=BOOLEAN,
 )
 shape(
     "Transition",

@@ -54,10 +54,18 @@ class TransitionKind(StrEnum):
     #: an operator's acknowledgement and its removal: kept in history, never notified
     ACKNOWLEDGED = "acknowledged"
     UNACKNOWLEDGED = "unacknowledged"
+    #: the alert's identity started or stopped flapping (alerts/flapping.py): while it
+    #: flaps, these are the only transitions of it that are notified
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_ENDED = "flapping_ended"
+    #: the severity ladder raised an unacknowledged alert (alerts/ladder.py)
+    CLIMBED = "climbed"
 
 
 #: transitions recorded in the alert history but sent to no channel
 UNNOTIFIED_KINDS = frozenset({TransitionKind.ACKNOWLEDGED, TransitionKind.UNACKNOWLEDGED})
+#: the transitions of a flapping alert (``Alert.flapping``) that are notified
+FLAPPING_KINDS = frozenset({TransitionKind.FLAPPING_STARTED, TransitionKind.FLAPPING_ENDED})
 
 
 def fingerprint(rule: str, labels: Labels) -> str:
@@ -138,6 +146,13 @@ class Alert:
     acked_at: datetime | None = None
     ack_expires_at: datetime | None = None
     ack_sticky: bool = False
+    #: its identity is flapping (alerts/flapping.py): its firings, resolutions and reminders
+    #: are kept in history, not notified
+    flapping: bool = False
+    #: seconds counted on its current step of the severity ladder (alerts/ladder.py)
+    ladder_s: float = 0.0
+    #: raised by the severity ladder: kept against findings at or below it until it resolves
+    climbed: bool = False
 
     def acked(self, now: datetime) -> bool:
         """Whether an acknowledgement holds at ``now`` (an expired one does not)."""

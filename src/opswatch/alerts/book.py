@@ -33,6 +33,9 @@ TRANSITION_EVENTS = {
     TransitionKind.ESCALATED: "alert_escalated",
     TransitionKind.ACKNOWLEDGED: "alert_acknowledged",
     TransitionKind.UNACKNOWLEDGED: "alert_unacknowledged",
+    TransitionKind.FLAPPING_STARTED: "alert_flapping_started",
+    TransitionKind.FLAPPING_ENDED: "alert_flapping_ended",
+    TransitionKind.CLIMBED: "alert_climbed",
 }
 
 

@@ -18,6 +18,8 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
+from opswatch.alerts.flapping import FlapDetector
+from opswatch.alerts.ladder import Ladder, Step
 from opswatch.model import (
     Alert,
     AlertState,
@@ -45,10 +47,24 @@ class Changes:
 
 class AlertTracker:
     """Alert lifecycle. ``repeat_interval`` gives, per severity, the seconds between reminders
-    of an unacknowledged alert; a severity left out gets no reminders."""
+    of an unacknowledged alert; a severity left out gets no reminders. ``flapping`` follows
+    each identity's state changes (:mod:`opswatch.alerts.flapping`); ``ladder`` raises the
+    severity of unacknowledged alerts with time (:mod:`opswatch.alerts.ladder`)."""
 
-    def __init__(self, repeat_interval: Mapping[Severity, float]) -> None:
+    def __init__(
+        self,
+        repeat_interval: Mapping[Severity, float],
+        *,
+        flapping: FlapDetector | None = None,
+        ladder: Ladder | None = None,
+    ) -> None:
         self._repeat = _repeat_intervals(repeat_interval)
+        self._flapping = flapping
+        #: replaced by a reload
+        self.ladder = ladder or Ladder()
+        #: the last resolved version of each flapping identity that fires no more: what the
+        #: end of its flapping notifies
+        self._flap_last: dict[str, Alert] = {}
         self._active: dict[str, Alert] = {}
         # (fingerprint, started_at) -> latest version: a resolved episode and the next one
         # of the same fingerprint are two records
@@ -62,6 +78,8 @@ class AlertTracker:
         for alert in alerts:
             if alert.state != AlertState.RESOLVED:
                 self._active[alert.fingerprint] = alert
+                if alert.flapping and self._flapping is not None:
+                    self._flapping.seed(alert, alert.last_seen_at)
 
     def active(self) -> list[Alert]:
         """Active alerts, the most severe first, then the oldest first."""
@@ -118,9 +136,12 @@ class AlertTracker:
         for fingerprint in [f for f, a in self._active.items() if not keep(a)]:
             del self._active[fingerprint]
 
-    def configure(self, repeat_interval: Mapping[Severity, float]) -> None:
-        """Swap the reminder intervals (a reload); the alerts are kept."""
+    def configure(
+        self, repeat_interval: Mapping[Severity, float], ladder: Ladder | None = None
+    ) -> None:
+        """Swap the reminder intervals and the ladder (a reload); the alerts are kept."""
         self._repeat = _repeat_intervals(repeat_interval)
+        self.ladder = ladder or Ladder()
 
     def acknowledge(self, fingerprint: str, by: str, now: datetime) -> Alert | None:
         """Acknowledge an active alert by ``by``, until it resolves or its severity rises
@@ -187,9 +208,7 @@ class AlertTracker:
         alert = self._active.get(fingerprint)
         if alert is None:
             return None
-        resolved = dataclasses.replace(alert, state=AlertState.RESOLVED, resolved_at=now)
-        self._note(resolved)
-        del self._active[fingerprint]
+        resolved = self._resolved(dataclasses.replace(alert, resolved_at=now))
         note = f"resolved by {by}" + (f": {comment}" if comment else "")
         return Transition(
             resolved, TransitionKind.RESOLVED, now, previous_state=alert.state, note=note
@@ -214,13 +233,7 @@ class AlertTracker:
         ``notified=False`` (no reminders); the first run it no longer mutes the alert gives a
         FIRED again, notified like a new firing (see :meth:`_unmuted`)."""
         transitions: list[Transition] = []
-        found: set[str] = set()
-        for finding in evaluation.findings:
-            found.add(finding.fingerprint)
-            transition = self._apply(finding, now, muted)
-            if transition is not None:
-                transitions.append(transition)
-
+        found = {finding.fingerprint for finding in evaluation.findings}
         gone = [
             alert
             for fp, alert in self._active.items()
@@ -229,25 +242,101 @@ class AlertTracker:
             and alert.rule in evaluation.rules
             and fp not in remediating
         ]
+        flaps = self._observe_flapping(evaluation, found, gone, now)
+        for finding in evaluation.findings:
+            flapping = self._flagged(finding.fingerprint, flaps)
+            transition = self._apply(finding, now, muted, flapping)
+            if transition is not None:
+                transitions.append(transition)
         for alert in sorted(gone, key=lambda a: (a.started_at, a.fingerprint)):
-            resolved = dataclasses.replace(
-                alert,
-                state=AlertState.RESOLVED,
-                resolved_at=now,
-                value=evaluation.observed.get(alert.fingerprint, alert.value),
+            resolved = self._resolved(
+                dataclasses.replace(
+                    alert,
+                    resolved_at=now,
+                    value=evaluation.observed.get(alert.fingerprint, alert.value),
+                    flapping=self._flagged(alert.fingerprint, flaps),
+                )
             )
-            self._note(resolved)
-            del self._active[alert.fingerprint]
             transitions.append(
                 Transition(resolved, TransitionKind.RESOLVED, now, previous_state=alert.state)
             )
+        if flaps:
+            transitions.extend(self._flap_transitions(flaps, now))
         return transitions
 
+    # -- flapping (see alerts/flapping.py) --------------------------------------------------
+
+    def _observe_flapping(
+        self, evaluation: Evaluation, found: set[str], gone: list[Alert], now: datetime
+    ) -> dict[str, bool]:
+        """Feed this run's states to the detector, before the alerts change: which
+        identities started (True) or stopped (False) flapping."""
+        detector = self._flapping
+        if detector is None or not detector.settings.enabled:
+            return {}
+        active = self._active
+        changed = {
+            f.fingerprint: f.rule for f in evaluation.findings if f.fingerprint not in active
+        }
+        changed.update((a.fingerprint, a.rule) for a in gone)
+        ended = {a.fingerprint for a in gone}
+
+        def firing(fingerprint: str) -> bool:
+            return fingerprint in found or (fingerprint in active and fingerprint not in ended)
+
+        return detector.observe(evaluation.check, evaluation.rules, changed, firing, now)
+
+    def _flagged(self, fingerprint: str, flaps: Mapping[str, bool]) -> bool:
+        """Whether this run's transitions of ``fingerprint`` are a flapping alert's (held
+        from the channels): it flaps, or it stopped in this run (the end says its state)."""
+        detector = self._flapping
+        if detector is None:
+            return False
+        return detector.flapping(fingerprint) or flaps.get(fingerprint) is False
+
+    def _flap_transitions(self, flaps: Mapping[str, bool], now: datetime) -> list[Transition]:
+        """A FLAPPING_STARTED or FLAPPING_ENDED per identity whose flapping changed, with
+        the alert as it is now (firing, or its last resolved version)."""
+        assert self._flapping is not None
+        transitions: list[Transition] = []
+        for fingerprint, started in flaps.items():
+            alert = self._active.get(fingerprint) or self._flap_last.get(fingerprint)
+            if alert is None:
+                continue
+            if started:
+                note = self._flapping.reason(fingerprint)
+                transitions.append(
+                    Transition(alert, TransitionKind.FLAPPING_STARTED, now, note=note)
+                )
+                continue
+            self._flap_last.pop(fingerprint, None)
+            calm = dataclasses.replace(alert, flapping=False)
+            if fingerprint in self._active:
+                self._put(calm)
+            score = self._flapping.score(fingerprint)
+            note = f"no longer flapping (score {score:.0f}%)"
+            transitions.append(Transition(calm, TransitionKind.FLAPPING_ENDED, now, note=note))
+        for fingerprint in [f for f in self._flap_last if not self._flapping.flapping(f)]:
+            del self._flap_last[fingerprint]  # forgotten by the detector
+        return transitions
+
+    def _resolved(self, alert: Alert) -> Alert:
+        """``alert`` resolves (``resolved_at`` set by the caller): recorded, no longer
+        active; a flapping one is kept for the end of its flapping."""
+        resolved = dataclasses.replace(alert, state=AlertState.RESOLVED)
+        self._note(resolved)
+        del self._active[alert.fingerprint]
+        if resolved.flapping:
+            self._flap_last[alert.fingerprint] = resolved
+        return resolved
+
     def _apply(
-        self, finding: Finding, now: datetime, muted: Callable[[Alert], bool]
+        self, finding: Finding, now: datetime, muted: Callable[[Alert], bool], flapping: bool
     ) -> Transition | None:
         alert = self._active.get(finding.fingerprint)
         if alert is None:
+            if flapping:  # a new episode of a flapping identity
+                self._flap_last.pop(finding.fingerprint, None)
             new = Alert(
                 fingerprint=finding.fingerprint,
                 rule=finding.rule,
@@ -260,10 +349,13 @@ class AlertTracker:
                 started_at=now,
                 last_seen_at=now,
                 last_notified_at=now,
+                flapping=flapping,
             )
             fired = self._put(dataclasses.replace(new, notified=not muted(new)))
             return Transition(fired, TransitionKind.FIRED, now)
 
+        step = self.ladder.step(alert) if self.ladder else None
+        counted = None if step is None else self._counted(alert, now, muted)
         seen = dataclasses.replace(
             alert,
             check=finding.check,
@@ -271,17 +363,21 @@ class AlertTracker:
             summary=finding.summary,
             value=finding.value,
             last_seen_at=now,
+            flapping=flapping,
+            ladder_s=alert.ladder_s if counted is None else counted,
         )
         if not alert.notified and not muted(seen):
             return self._unmuted(seen, now)
         severity = finding.severity
-        if alert.escalated and severity.rank <= alert.severity.rank:
-            severity = alert.severity  # an escalated alert keeps its raised severity
+        if (alert.escalated or alert.climbed) and severity.rank <= alert.severity.rank:
+            severity = alert.severity  # an escalated or climbed alert keeps its severity
         if severity != alert.severity:
             # a rise ends a non-sticky ack (reminders re-armed); a fall keeps the ack
             if severity.rank > alert.severity.rank and not alert.ack_sticky:
                 seen = _without_ack(seen)
-            changed = self._put(dataclasses.replace(seen, severity=severity, last_notified_at=now))
+            changed = self._put(
+                dataclasses.replace(seen, severity=severity, last_notified_at=now, ladder_s=0.0)
+            )
             return Transition(
                 changed,
                 TransitionKind.SEVERITY_CHANGED,
@@ -289,6 +385,8 @@ class AlertTracker:
                 previous_state=alert.state,
                 previous_severity=alert.severity,
             )
+        if step is not None and counted is not None and counted >= step.after_s:
+            return self._climb(alert, seen, step, now)
         if alert.acked_by is not None and not alert.acked(now):
             # the ack expired: it ends, and the reminders it held back resume with one now
             seen = _without_ack(seen)
@@ -307,6 +405,32 @@ class AlertTracker:
             return Transition(reminded, TransitionKind.REMINDER, now, previous_state=alert.state)
         self._put(seen)
         return None
+
+    # -- the severity ladder (see alerts/ladder.py) -------------------------------------------
+
+    def _counted(self, alert: Alert, now: datetime, muted: Callable[[Alert], bool]) -> float | None:
+        """The seconds on ``alert``'s ladder step with this run's counted (``None``: this run
+        does not count: not firing, acknowledged or muted)."""
+        if alert.state is not AlertState.FIRING or alert.acked(now) or muted(alert):
+            return None
+        since = min((now - alert.last_seen_at).total_seconds(), self.ladder.gap_s)
+        return alert.ladder_s + max(0.0, since)
+
+    def _climb(self, alert: Alert, seen: Alert, step: Step, now: datetime) -> Transition:
+        """``step`` is done: the CLIMBED transition to its severity."""
+        climbed = self._put(
+            dataclasses.replace(
+                seen, severity=step.target, climbed=True, ladder_s=0.0, last_notified_at=now
+            )
+        )
+        return Transition(
+            climbed,
+            TransitionKind.CLIMBED,
+            now,
+            previous_state=alert.state,
+            previous_severity=alert.severity,
+            note=f"unacknowledged: severity ladder step {step.text}",
+        )
 
     def _unmuted(self, alert: Alert, now: datetime) -> Transition:
         """The silence that muted ``alert``'s firing ended while it still fires: a FIRED now,
@@ -342,9 +466,7 @@ class AlertTracker:
         alert = self._active.get(fingerprint)
         if alert is None:
             return None
-        resolved = dataclasses.replace(alert, state=AlertState.RESOLVED, resolved_at=now)
-        self._note(resolved)
-        del self._active[fingerprint]
+        resolved = self._resolved(dataclasses.replace(alert, resolved_at=now))
         return Transition(
             resolved, TransitionKind.RESOLVED, now, previous_state=alert.state, note=note
         )
@@ -364,6 +486,7 @@ class AlertTracker:
                 severity=alert.severity.raised(),
                 escalated=True,
                 last_notified_at=now,
+                ladder_s=0.0,
             )
         )
         return Transition(

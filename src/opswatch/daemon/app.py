@@ -18,6 +18,7 @@ import structlog
 
 from opswatch.alerts.book import AlertBook
 from opswatch.alerts.dependencies import DependencyMuter, down_rules
+from opswatch.alerts.flapping import FlapDetector
 from opswatch.alerts.maintenance import Maintenance, MaintenanceMuter
 from opswatch.alerts.muting import MuteStack
 from opswatch.alerts.operator import Operator
@@ -72,7 +73,11 @@ class App:
         # several replicas on one PostgreSQL store: one runs each check (README: replicas)
         self.leases = CheckLeases(open_lease(config.settings, self.store), self.timing.lease_ttl)
         self.evaluator = RuleEvaluator(config.rules)
-        self.tracker = AlertTracker(config.repeat_interval)
+        # flapping per alert identity: the tracker's notifications and recovery's guard
+        self.flapping = FlapDetector(config.flapping)
+        self.tracker = AlertTracker(
+            config.repeat_interval, flapping=self.flapping, ladder=config.ladder
+        )
         self.retry_policy = retry_policy or RetryPolicy()
         self._crashed = False
         self._stop_requested = asyncio.Event()
@@ -115,6 +120,7 @@ class App:
             commands=command_runner,
             policy=recovery_policy,
             sleep=recovery_sleep,
+            flapping=self.flapping,
         )
         self.remediation = Remediation(
             self.recovery,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opswatch.alerts.dependencies import DEPENDS, parse_depends
+from opswatch.alerts.flapping import FlapSettings
+from opswatch.alerts.ladder import Ladder
 from opswatch.alerts.maintenance import RecurringWindow, windows_from_env
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
@@ -50,6 +52,8 @@ class AppConfig:
     depends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: ``OPSWATCH_MAINTENANCE_<NAME>``: the recurring maintenance windows
     maintenance: tuple[RecurringWindow, ...] = ()
+    flapping: FlapSettings = field(default_factory=FlapSettings)
+    ladder: Ladder = field(default_factory=Ladder)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -70,6 +74,8 @@ class AppConfig:
             "notifiers": {n.channel: n.describe() for n in self.notifiers},
             "notify": self.notify.describe(),
             "recovery": self.recovery.describe(),
+            "flapping": self.flapping.describe(),
+            "ladder": self.ladder.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
@@ -133,6 +139,9 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     refuse_unpingable(collectors, api_token)
     depends = parse_depends(env.raw(DEPENDS), [c.check for c in collectors])
     maintenance = windows_from_env(env, environ.keys())
+    flapping = FlapSettings.from_env(env)
+    rule_names = [r.name for r in rules]
+    ladder = Ladder.from_env(env, environ.keys(), rule_names, settings.interval)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -149,4 +158,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         api_token=api_token,
         depends=depends,
         maintenance=maintenance,
+        flapping=flapping,
+        ladder=ladder,
     )

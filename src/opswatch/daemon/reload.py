@@ -144,7 +144,8 @@ class Reload:
         app.config, app.timing = config, timing
         # else the evaluator keeps its debounce and hysteresis state
         rules_changed = app.evaluator.configure(config.rules)
-        app.tracker.configure(config.repeat_interval)
+        app.tracker.configure(config.repeat_interval, config.ladder)
+        app.flapping.configure(config.flapping)
         app.use_store(config.collectors)
         app.cycle.collectors = {c.check: c for c in config.collectors}
         app.checks.configure(app.cycle.collectors, timing)

@@ -5,7 +5,8 @@
   pause; without any, :class:`NothingMuted`). The
   recovery runner asks the same muter before it acts. A resolution whose firing was never
   notified (``Alert.notified`` false: muted) notifies nobody; one inside a silence still
-  reaches the channels its firing was notified to.
+  reaches the channels its firing was notified to. A flapping alert (``Alert.flapping``,
+  :mod:`opswatch.alerts.flapping`) is notified only at the start and end of its flapping.
 * **route**: each transition goes to the channels of its severity's route, a resolution to the
   channels its firing reached (:func:`opswatch.notifiers.routing.plan`).
 * **render**: one notification per channel and group (:func:`opswatch.notifiers.render.render`).
@@ -21,7 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from opswatch.model import UNNOTIFIED_KINDS, Alert, Notification, Transition, TransitionKind
+from opswatch.model import (
+    FLAPPING_KINDS,
+    UNNOTIFIED_KINDS,
+    Alert,
+    Notification,
+    Transition,
+    TransitionKind,
+)
 from opswatch.notifiers.render import RenderOptions, render
 from opswatch.notifiers.routing import RouteTable, plan
 from opswatch.ports import RouteStore
@@ -60,8 +68,13 @@ class NotifyPipeline:
         self, store: RouteStore, transitions: Sequence[Transition], now: datetime
     ) -> list[Row]:
         """One commit's transitions as outbox rows: one message per channel and group.
-        History-only transitions (an operator's ack or unack) are sent nowhere."""
-        told = [t for t in transitions if t.kind not in UNNOTIFIED_KINDS]
+        History-only transitions (an operator's ack or unack) are sent nowhere, nor those of a
+        flapping alert but the start and end of its flapping."""
+        told = [
+            t
+            for t in transitions
+            if t.kind not in UNNOTIFIED_KINDS and (t.kind in FLAPPING_KINDS or not t.alert.flapping)
+        ]
         heard = [t for t in told if t.kind is not TransitionKind.RESOLVED or t.alert.notified]
         audible = self.mute(heard, now)
         resolved = [t for t in heard if t.kind is TransitionKind.RESOLVED and t not in audible]

@@ -227,6 +227,8 @@ def format_duration(seconds: float) -> str:
 def _title(transitions: Sequence[Transition]) -> str:
     firing = [t for t in transitions if not is_resolved(t)]
     status = f"[FIRING:{len(firing)}]" if firing else "[RESOLVED]"
+    if all(t.kind is TransitionKind.FLAPPING_STARTED for t in transitions):
+        status = "[FLAPPING]"
     rules = list(dict.fromkeys(t.alert.rule for t in (firing or transitions)))
     subject = ", ".join(rules[:_MAX_RULES_IN_TITLE])
     if len(rules) > _MAX_RULES_IN_TITLE:
@@ -263,9 +265,7 @@ def _what_happened(transition: Transition, now: datetime) -> str:
     firing_for = format_duration((now - alert.started_at).total_seconds())
     match transition.kind:
         case TransitionKind.RESOLVED:
-            ended = alert.resolved_at or transition.at
-            lasted = format_duration((ended - alert.started_at).total_seconds())
-            return f"resolved at {utc_iso(ended)} after {lasted}"
+            return _resolved(transition)
         case TransitionKind.REMINDER:
             return f"still firing, for {firing_for} now"
         case TransitionKind.ESCALATED:
@@ -274,8 +274,30 @@ def _what_happened(transition: Transition, now: datetime) -> str:
         case TransitionKind.SEVERITY_CHANGED:
             change = _severity_change(transition.previous_severity, alert.severity)
             return f"severity changed {change}, firing for {firing_for}"
+        case TransitionKind.CLIMBED:
+            change = _severity_change(transition.previous_severity, alert.severity)
+            return f"climbed the severity ladder {change}, unacknowledged, firing for {firing_for}"
+        case TransitionKind.FLAPPING_STARTED:
+            return f"started flapping ({_state_now(transition, firing_for)}); notifications held"
+        case TransitionKind.FLAPPING_ENDED:
+            return f"stopped flapping; {_state_now(transition, firing_for)}"
         case _:
             return f"firing for {firing_for}"
+
+
+def _state_now(transition: Transition, firing_for: str) -> str:
+    """``resolved at ... after 2 min`` or ``firing for 12 min``: the state a flapping
+    alert is in at the start or end of its flapping."""
+    if transition.alert.state is AlertState.RESOLVED:
+        return _resolved(transition)
+    return f"firing for {firing_for}"
+
+
+def _resolved(transition: Transition) -> str:
+    alert = transition.alert
+    ended = alert.resolved_at or transition.at
+    lasted = format_duration((ended - alert.started_at).total_seconds())
+    return f"resolved at {utc_iso(ended)} after {lasted}"
 
 
 def _severity_change(previous: Severity | None, current: Severity) -> str:

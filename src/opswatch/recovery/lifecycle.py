@@ -1,7 +1,8 @@
 """The alert side of recovery: FIRING -> REMEDIATING -> RESOLVED (auto-recovered) or
 ESCALATED, evidence at fire time, and quiet self-healing. The daemon wires it in.
 
-For each FIRED transition of a run (:meth:`Remediation.intake`, before the run is stored):
+For each FIRED transition of a run (:meth:`Remediation.intake`, before the run is stored),
+and each end of flapping that finds the alert still firing (its recovery paused meanwhile):
 
 * evidence is captured once for the run and attached to the transition (rendered in the
   notification) and stored in the alert's history;
@@ -100,7 +101,7 @@ class Remediation:
         """Before a run is stored: (transitions with evidence, the ones to notify, claims).
         Claimed alerts are REMEDIATING in the tracker when this returns."""
         fired = [t for t in transitions if t.kind is TransitionKind.FIRED]
-        if not fired:
+        if not fired and not any(_calmed(t) for t in transitions):
             return transitions, transitions, []
         collector = EvidenceCollector(self.evidence, self._clock)
         evidence = await collector.capture([t.alert for t in fired])
@@ -124,7 +125,8 @@ class Remediation:
         tracker = self._tracker
         for transition in transitions:
             fingerprint = transition.alert.fingerprint
-            if transition.kind is not TransitionKind.FIRED or fingerprint in self.in_progress:
+            claimable = transition.kind is TransitionKind.FIRED or _calmed(transition)
+            if not claimable or fingerprint in self.in_progress:
                 continue
             binding = self.runner.binding_for(transition.alert)
             if binding is None or self._muted(transition.alert):
@@ -135,7 +137,8 @@ class Remediation:
             claims.append(Claim(transition, binding))
         if self.settings.notify == "on_failure":
             for claim in claims:
-                self._held[claim.transition.alert.fingerprint] = claim.transition
+                if claim.transition.kind is TransitionKind.FIRED:
+                    self._held[claim.transition.alert.fingerprint] = claim.transition
         notify = [
             t
             for t in transitions
@@ -297,3 +300,11 @@ class Remediation:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _calmed(transition: Transition) -> bool:
+    """The end of an alert's flapping while it still fires: its recovery resumes."""
+    return (
+        transition.kind is TransitionKind.FLAPPING_ENDED
+        and transition.alert.state is AlertState.FIRING
+    )

@@ -5,9 +5,10 @@ One run for an alert (or an operator's request):
 
 1. **lock**: one run at a time per key (``<action>:<what it acts on>``); a second one is
    ``skipped: busy`` at once rather than queued behind the first (which may fix both);
-2. **flapping**: an alert that fired ``flap_count`` times within ``flap_window`` (from the
-   alert history, this episode included) is ``skipped: flapping``: restarting something that
-   keeps falling over hides the problem;
+2. **flapping**: an alert that is flapping now (its identity's score, see
+   :mod:`opswatch.alerts.flapping`, the one definition) or that fired ``flap_count`` times
+   within ``flap_window`` (from the alert history, this episode included) is
+   ``skipped: flapping``: restarting something that keeps falling over hides the problem;
 3. **budget**: at most ``budget.runs`` action executions per ``budget.window`` for the key,
    counted from the stored results (so it holds across restarts). When it is used up the
    breaker is open; ``cooldown`` after the last execution one *trial* execution is allowed
@@ -41,6 +42,7 @@ from tenacity import (
 )
 from tenacity.wait import WaitBaseT
 
+from opswatch.alerts.flapping import FlapDetector, flapping_reason
 from opswatch.model import (
     Alert,
     BudgetState,
@@ -150,9 +152,11 @@ class RecoveryRunner:
         commands: CommandRunner | None = None,
         policy: RecoveryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        flapping: FlapDetector | None = None,
     ) -> None:
         #: replaced by a reload
         self.settings = settings
+        self._flapping = flapping
         self._store = store
         self._clock = clock
         self._commands = commands or SubprocessRunner()
@@ -294,12 +298,18 @@ class RecoveryRunner:
             )
 
         if ctx.fingerprint:
-            fires = await self._fires(ctx.fingerprint, now, settings.flap_window_s)
-            if fires >= settings.flap_count:
-                return skip(
-                    RecoveryOutcome.SKIPPED_FLAPPING,
-                    f"the alert fired {fires} times in {_seconds(settings.flap_window_s)}",
-                )
+            history = await self._store.history(_FLAP_HISTORY, ctx.fingerprint)
+            reason = flapping_reason(
+                self._flapping,
+                ctx.fingerprint,
+                (t.at for t in history if t.kind is TransitionKind.FIRED),
+                now,
+                count=settings.flap_count,
+                window=timedelta(seconds=settings.flap_window_s),
+                window_text=_seconds(settings.flap_window_s),
+            )
+            if reason is not None:
+                return skip(RecoveryOutcome.SKIPPED_FLAPPING, reason)
         window = max(settings.budget.window_s, _HOUR)
         runs = await self._store.recovery_runs(now - timedelta(seconds=window))
         state = budget_state(settings.budget, settings.cooldown_s, key, runs, now)
@@ -404,11 +414,6 @@ class RecoveryRunner:
             if await verify():
                 return True
         return False
-
-    async def _fires(self, fingerprint: str, now: datetime, window_s: float) -> int:
-        since = now - timedelta(seconds=window_s)
-        history = await self._store.history(_FLAP_HISTORY, fingerprint)
-        return sum(1 for t in history if t.kind is TransitionKind.FIRED and t.at >= since)
 
     def _result(
         self,
