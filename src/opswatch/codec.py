@@ -366,3 +366,11 @@ shape(
     left=INTEGER,
     next_trial_at=NULLABLE_TIME,
 )
+shape(
+    "Error",
+    error=obj(
+        status={"type": "integer", "minimum": 400, "maximum": 599},
+        code={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        message=STRING,
+    ),
+)

@@ -105,10 +105,14 @@ async def test_write_routes_carry_the_bearer_requirement_and_their_401_403_404(
         if route.scope is Scope.WRITE:
             assert operation["security"] == [{"bearer": []}]
             assert {"401", "403", "404"} <= set(operation["responses"])
+        elif route.scope is Scope.READ:  # a token only beyond loopback
+            assert operation["security"] == [{}, {"bearer": []}]
+            assert {"401", "403", "404"} <= set(operation["responses"])
         else:
             assert "security" not in operation
             assert "401" not in operation["responses"]
-    assert "security" not in doc  # read routes need nothing
+    assert "security" not in doc
+    assert "security" not in doc["paths"]["/healthz"]["get"]  # probes need nothing
 
 
 async def test_info_version_is_the_package_version(base: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from opswatch.api.requests import MAX_BODY, MAX_DEPTH
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
+from tests.api.errorshape import message
 
 TOKEN = "s3cret-token-value"
 
@@ -40,7 +41,7 @@ async def _post(base: str, body: bytes) -> tuple[int, str]:
         aiohttp.ClientSession() as http,
         http.post(f"{base}/api/v1/recovery/http_down/run", data=body, headers=headers) as r,
     ):
-        return r.status, await r.text()
+        return r.status, message(r.status, await r.text())
 
 
 async def test_a_deeply_nested_json_body_answers_400_naming_the_problem(base: str) -> None:

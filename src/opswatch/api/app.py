@@ -5,21 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, openapi, operator, recovery, silences
-from opswatch.api.auth import SCOPES, Scope, authenticate
+from opswatch.api import acklink, alerts, checks, openapi, operator, recovery, silences
+from opswatch.api.auth import SCOPES, Access, Scope, authenticate
+from opswatch.api.errors import json_errors
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
 from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, array, obj, ref
-from opswatch.config import Secret
 
 log = structlog.get_logger("opswatch.api")
+
+#: what ``check-config`` and the start-up log say of a listener beyond loopback without tokens
+PUBLIC_WITHOUT_TOKEN = (
+    "the API listens beyond loopback without a token: it serves /healthz only; set "
+    "OPSWATCH_API_READ_TOKEN (reads) or OPSWATCH_API_TOKEN (reads and writes) to serve the rest"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,9 +50,14 @@ class Route:
     answer_type: str = "application/json"
     #: other statuses answering the same shape, with what they mean
     also: tuple[tuple[int, str], ...] = ()
-    #: its own error statuses (text), with what they mean (400/413 for a query or body and
-    #: 401/403/404 for a write route are added by themselves)
+    #: its own error statuses, with what they mean (400/413 for a query or body, the
+    #: refusals of its scope and 404 for a path with parameters are added by themselves)
     errors: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def row(self) -> tuple[str, str, Scope]:
+        """Method, path and scope: what :meth:`Access.describe` lists."""
+        return self.method, self.path, self.scope
 
 
 #: ``?limit=``: how many of the newest
@@ -68,13 +80,18 @@ _OPERATOR_ERRORS = (
     (503, "the state store refused the change; nothing changed"),
 )
 
+_LINK_ERRORS = (
+    (403, "a malformed, forged or expired link"),
+    (410, "the alert episode of the link has ended"),
+)
+
 #: every endpoint, with its scope and what it answers (README: HTTP API)
 ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         "/healthz",
         checks.healthz,
-        Scope.READ,
+        Scope.OPEN,
         "200 healthy, 503 with the reason",
         answer=ref("Health"),
         also=((503, "unhealthy, with the reason"),),
@@ -224,14 +241,42 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
     Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "GET",
+        "/ack/{token}",
+        acklink.confirm,
+        Scope.LINK,
+        "a notification's one-click ack link: a confirmation page with a button",
+        answer=STRING,
+        answer_type="text/html",
+        errors=_LINK_ERRORS,
+    ),
+    Route(
+        "POST",
+        "/ack/{token}",
+        acklink.acknowledge,
+        Scope.LINK,
+        "the button of that page: acknowledge the alert (author link), once",
+        answer=STRING,
+        answer_type="text/html",
+        errors=_LINK_ERRORS + _OPERATOR_ERRORS,
+    ),
 )
 
 
+def exposure(access: Access) -> dict[str, Any]:
+    """What a listener with ``access`` serves to whom (``check-config``, the start-up log)."""
+    described = access.describe(route.row for route in ROUTES)
+    if access.public_without_token:
+        described["warning"] = PUBLIC_WITHOUT_TOKEN
+    return described
+
+
 def build_app(
-    services: Services, token: Secret | None, metrics: MetricsExporter | None = None
+    services: Services, access: Access, metrics: MetricsExporter | None = None
 ) -> web.Application:
     app = web.Application(
-        middlewares=[scrub_answers, authenticate(token)], client_max_size=MAX_BODY
+        middlewares=[scrub_answers, json_errors, authenticate(access)], client_max_size=MAX_BODY
     )
     install(app, services)
     app[METRICS] = metrics or MetricsExporter(MetricsView(services))
@@ -250,12 +295,13 @@ class ApiServer:
     def __init__(
         self,
         services: Services,
-        token: Secret | None,
+        access: Access,
         host: str,
         port: int,
         metrics: MetricsExporter | None = None,
     ) -> None:
-        self._runner = web.AppRunner(build_app(services, token, metrics), access_log=None)
+        self._runner = web.AppRunner(build_app(services, access, metrics), access_log=None)
+        self._access = access
         self._host = host
         self._port = port
         self.port = port
@@ -266,6 +312,14 @@ class ApiServer:
         await site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port when 0 was asked for
         log.info("api_listening", host=self._host, port=self.port)
+        if self._access.public_without_token:
+            log.warning(
+                "api_public_without_token",
+                host=self._host,
+                port=self.port,
+                served=exposure(self._access)["without_token"],
+                hint=PUBLIC_WITHOUT_TOKEN,
+            )
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -17,6 +17,7 @@ from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.model import Alert, CheckStatus, Health
+from opswatch.notifiers.acklinks import AckLinks
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
@@ -55,6 +56,8 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
+    #: the signer of one-click ack links (``OPSWATCH_EXTERNAL_URL``); ``None``: off
+    ack_links: AckLinks | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -65,6 +68,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
+ACK_LINKS: web.AppKey[AckLinks | None] = web.AppKey("ack_links")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -76,6 +80,7 @@ def install(app: web.Application, services: Services) -> None:
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
+    app[ACK_LINKS] = services.ack_links
 
 
 class MetricsView:

@@ -139,10 +139,11 @@ class App:
             self.silences,
             operator=Operator(self.book, clock),
             mutes=self.mutes,
+            ack_links=config.ack_links,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
-        self.api = ApiServer(self.services, config.api_token, host, port, self.metrics)
+        self.api = ApiServer(self.services, config.access(), host, port, self.metrics)
         self.reloader = Reload(self, environ, clock)
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opswatch import __version__
+from opswatch.api.app import exposure
 from opswatch.config import ConfigError
 from opswatch.daemon import operate, silence_cli
 from opswatch.daemon.app import App
@@ -106,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # unknown variable's) go to stderr
         configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
         if command == "check-config":
-            print(json.dumps(config.describe(), indent=2))
+            described = {**config.describe(), "api_access": exposure(config.access())}
+            print(json.dumps(described, indent=2))
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))

@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.api.auth import Access, is_loopback
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
 from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
 from opswatch.notifiers import NOTIFIERS
+from opswatch.notifiers.acklinks import AckLinks
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.routing import META_RULE
@@ -43,6 +45,19 @@ class AppConfig:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
     api_token: Secret | None = None
+    #: ``OPSWATCH_API_READ_TOKEN``: bearer token of the read endpoints beyond loopback
+    api_read_token: Secret | None = None
+    #: one-click ack links in notifications (``OPSWATCH_EXTERNAL_URL``; None: off)
+    ack_links: AckLinks | None = None
+
+    def access(self) -> Access:
+        """What the API serves to whom (:class:`opswatch.api.auth.Access`)."""
+        return Access(
+            self.api_token,
+            self.api_read_token,
+            is_loopback(self.settings.api_listen[0]),
+            links=self.ack_links is not None,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -64,6 +79,8 @@ class AppConfig:
             "notify": self.notify.describe(),
             "recovery": self.recovery.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
+            "api_read_token": None if self.api_read_token is None else str(self.api_read_token),
+            "ack_links": None if self.ack_links is None else self.ack_links.describe(),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": [
@@ -121,6 +138,8 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
+    api_read_token = env.secret(f"{PREFIX}API_READ_TOKEN")
+    ack_links = AckLinks.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -135,4 +154,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         recovery=recovery,
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
+        api_read_token=api_read_token,
+        ack_links=ack_links,
     )
