@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from opswatch.alerts.silences import SilenceState
 from opswatch.api import acklink, alerts, checks, openapi, operator, recovery, silences
 from opswatch.api.auth import SCOPES, Access, Scope, authenticate
 from opswatch.api.errors import json_errors
@@ -18,7 +19,7 @@ from opswatch.api.openapi import DOCUMENT, Param, document
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
-from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, array, obj, ref
+from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, TIME, array, obj, ref
 
 log = structlog.get_logger("opswatch.api")
 
@@ -79,6 +80,18 @@ _OPERATOR_ERRORS = (
     (409, "the alert's check run is committing a change to it; try again"),
     (503, "the state store refused the change; nothing changed"),
 )
+
+#: a silence as the API answers it: its encoding and its state now
+_SILENCE: JSON = {
+    "allOf": [
+        ref("Silence"),
+        {
+            "type": "object",
+            "properties": {"state": {"enum": [state.value for state in SilenceState]}},
+            "required": ["state"],
+        },
+    ]
+}
 
 _LINK_ERRORS = (
     (403, "a malformed, forged or expired link"),
@@ -231,16 +244,69 @@ ROUTES: tuple[Route, ...] = (
         "this document: OpenAPI 3.1, generated from the route table",
         answer={"type": "object"},
     ),
-    Route("GET", "/api/v1/silences", silences.listed, Scope.READ, "active, pending, expired 24 h"),
+    Route(
+        "GET",
+        "/api/v1/silences",
+        silences.listed,
+        Scope.READ,
+        "active, pending, expired 24 h",
+        answer=obj(silences=array(_SILENCE)),
+    ),
     Route(
         "POST",
         "/api/v1/silences",
         silences.create,
         Scope.WRITE,
         "create a silence (?dry_run=1: the alerts it would match)",
+        query=(
+            Param(
+                "dry_run",
+                {"enum": ["0", "1", "true", "false"]},
+                "1: create nothing, answer the active alerts it would match",
+            ),
+        ),
+        body={
+            "type": "object",
+            "properties": {
+                "matchers": {**array(STRING), "minItems": 1},
+                "starts_at": TIME,
+                "ends_at": TIME,
+                "created_by": STRING,
+                "comment": STRING,
+            },
+            "required": ["matchers", "ends_at", "created_by", "comment"],
+        },
+        answer={"oneOf": [obj(dry_run={"const": True}, alerts=array(ref("Alert"))), _SILENCE]},
+        also=((201, "created"),),
     ),
-    Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
-    Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "PUT",
+        "/api/v1/silences/{id}",
+        silences.update,
+        Scope.WRITE,
+        "change end, comment",
+        body={
+            "type": "object",
+            "properties": {
+                "matchers": {**array(STRING), "minItems": 1},
+                "ends_at": TIME,
+                "comment": STRING,
+                "by": STRING,
+            },
+        },
+        answer=_SILENCE,
+        errors=((404, "no such silence"),),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/silences/{id}",
+        silences.expire,
+        Scope.WRITE,
+        "expire now",
+        query=(Param("by", STRING, "who expires it (default api)"),),
+        answer=_SILENCE,
+        errors=((404, "no such silence"),),
+    ),
     Route(
         "GET",
         "/ack/{token}",
