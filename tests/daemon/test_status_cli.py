@@ -147,3 +147,30 @@ def test_durations_read_like_a_person_would_say_them() -> None:
         "2h 3m",
         "3d 4h",
     ]
+
+
+async def test_status_beyond_loopback_sends_the_read_token_and_says_when_it_is_missing(
+    webhook: Receiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    environ = {
+        **_environ(tmp_path, webhook, port, f"{webhook.url}/health"),
+        "OPSWATCH_API_LISTEN": f"0.0.0.0:{port}",
+        "OPSWATCH_API_READ_TOKEN": "s3cret-read-token",
+    }
+    app = App(load_config(environ), retry_policy=FAST)
+    with capture_logs():
+        await app.start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            assert await _status("--url", url) == 1
+            refused = capsys.readouterr().err
+            monkeypatch.setenv("OPSWATCH_API_READ_TOKEN", "s3cret-read-token")
+            assert await _status("--url", url) == 0
+        finally:
+            await app.stop()
+    assert "answered 401: a bearer token is required (set OPSWATCH_API_READ_TOKEN)" in refused
+    assert capsys.readouterr().out.startswith(f"opswatch at {url}: healthy")
