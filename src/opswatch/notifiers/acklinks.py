@@ -135,13 +135,10 @@ def _micros(moment: datetime) -> int:
 def _external_url(raw: str) -> str:
     if _UNSAFE.search(raw):
         raise ConfigError(EXTERNAL_URL_VAR, "a URL cannot hold spaces, quotes, <, >, | or \\")
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise ConfigError(EXTERNAL_URL_VAR, f"malformed URL {raw[:60]!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(EXTERNAL_URL_VAR, f"expected an http(s) URL with a host, got {raw!r}")
+    # the checks of every URL variable (scheme, host, port), on a throwaway reader: the
+    # external URL is no secret
+    Env({EXTERNAL_URL_VAR: raw}).url(EXTERNAL_URL_VAR, schemes=("http", "https"), hide_path=False)
+    parts = urlsplit(raw)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigError(
             EXTERNAL_URL_VAR, "expected the daemon's base URL, without a query, fragment or login"
