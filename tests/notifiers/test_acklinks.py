@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.daemon.app import App
@@ -44,8 +45,17 @@ NOTE = "acknowledged by link: acknowledged with the notification's link"
 class Linked:
     """A daemon with ack links, a webhook and Slack, its API served on 127.0.0.1."""
 
-    def __init__(self, app: App, clock: ManualClock, hook: Receiver, slack: Receiver) -> None:
+    def __init__(
+        self,
+        app: App,
+        clock: ManualClock,
+        hook: Receiver,
+        slack: Receiver,
+        environ: dict[str, str],
+    ) -> None:
         self.app, self.clock, self.hook, self.slack = app, clock, hook, slack
+        #: the daemon's whole environment (what a reload re-reads)
+        self.environ = environ
         self.base = f"http://127.0.0.1:{app.api.port}"
 
     def link(self, index: int = -1) -> str:
@@ -77,18 +87,26 @@ async def linked(
     hook, slack = await receiver_factory(), await receiver_factory()
     slack.script(*[SLACK_OK] * 10)
     daemon = Daemon(tmp_path / "state.sqlite3", clock)
-    app = await daemon.open(
-        OPSWATCH_WEBHOOK_URL=hook.url + "/hook",
-        OPSWATCH_SLACK_TOKEN=TOKEN,
-        OPSWATCH_SLACK_CHANNEL="#ops",
-        OPSWATCH_SLACK_API_URL=slack.url + "/api",
-        OPSWATCH_EXTERNAL_URL=EXTERNAL + "/",
-        OPSWATCH_ACK_LINK_KEY=KEY,
-    )
+    environ = {
+        "OPSWATCH_WEBHOOK_URL": hook.url + "/hook",
+        "OPSWATCH_SLACK_TOKEN": TOKEN,
+        "OPSWATCH_SLACK_CHANNEL": "#ops",
+        "OPSWATCH_SLACK_API_URL": slack.url + "/api",
+        "OPSWATCH_EXTERNAL_URL": EXTERNAL + "/",
+        "OPSWATCH_ACK_LINK_KEY": KEY,
+    }
+    app = await daemon.open(**environ)
+    full = {
+        "OPSWATCH_CHECKS": "host",
+        "OPSWATCH_STATE_PATH": str(daemon.state),
+        "OPSWATCH_API_LISTEN": "127.0.0.1:0",
+        "OPSWATCH_SHUTDOWN_GRACE": "2s",
+        **environ,
+    }
     await app.api.start()
     app._serving = True
     try:
-        linked = Linked(app, clock, hook, slack)
+        linked = Linked(app, clock, hook, slack, full)
         await linked.fire()
         yield linked
     finally:
@@ -255,3 +273,24 @@ def test_without_a_link_key_the_key_is_derived_from_the_write_token_never_the_to
     assert rotated.ack_links is not None
     with pytest.raises(LinkError):
         rotated.ack_links.verify(token, clock.now)
+
+
+async def test_a_reload_gives_the_notifiers_and_the_api_the_new_link_key_alike(
+    linked: Linked,
+) -> None:
+    old = linked.link()
+    linked.app.reloader.enable()  # as start() does (the fixture only opens the daemon)
+    with capture_logs() as logs:
+        rotated = {**linked.environ, "OPSWATCH_ACK_LINK_KEY": KEY + "-rotated"}
+        assert await linked.app.reload({**rotated, "OPSWATCH_API_TOKEN": "a-new-write-token"})
+    assert [e["variables"] for e in logs if e["event"] == "reload_needs_restart"] == [
+        ["OPSWATCH_API_TOKEN"]
+    ]
+    assert linked.app.config.api_token is None  # the API keeps what it started with
+    status, _ = await linked.follow("POST", old)
+    assert status == 403  # the rotated key voided it
+    links = linked.app.config.ack_links
+    assert links is not None
+    (alert,) = linked.app.tracker.active()
+    status, page = await linked.follow("POST", links.url(alert, linked.clock.now))
+    assert (status, "Acknowledged." in page) == (200, True)

@@ -49,8 +49,8 @@ async def acknowledge(request: web.Request) -> web.Response:
 
 def _episode(request: web.Request) -> Alert:
     """The active alert of the token's episode; the refusal (403, 410) otherwise."""
-    links = request.app[ACK_LINKS]
-    if links is None:  # the scope already answers 404 then
+    links = request.app[ACK_LINKS]()
+    if links is None:
         raise web.HTTPNotFound(text="not found: set OPSWATCH_EXTERNAL_URL to enable ack links")
     operator = operator_of(request)
     try:

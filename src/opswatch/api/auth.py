@@ -9,8 +9,8 @@ Every route of the table (:data:`opswatch.api.app.ROUTES`) has a scope:
   listener serves ``/healthz`` only (and the daemon logs ``api_public_without_token``).
 * ``write`` (acting on the daemon): the bearer ``OPSWATCH_API_TOKEN``; without a configured
   token they do not exist (404), without credentials they answer 401, with others 403.
-* ``link``: the path carries its own credential (a signed ack link, checked by its handler);
-  served while ack links are configured (``OPSWATCH_EXTERNAL_URL``), else 404.
+* ``link``: the path carries its own credential (a signed ack link, checked by its handler,
+  which answers 404 while ack links are not configured: ``OPSWATCH_EXTERNAL_URL``).
 
 Tokens are compared in constant time.
 """
@@ -93,6 +93,8 @@ class Access:
 
     def check(self, request: web.Request, scope: Scope) -> None:
         """Raise the refusal of ``request`` for a route of ``scope`` (nothing: allowed)."""
+        if scope is Scope.LINK:
+            return  # its handler checks the link, and answers 404 while links are off
         if not self.served(scope):
             raise web.HTTPNotFound(text=self._off(scope))
         if not self.needs_token(scope):
@@ -111,8 +113,6 @@ class Access:
     def _off(self, scope: Scope) -> str:
         if scope is Scope.WRITE:
             return "not found: set OPSWATCH_API_TOKEN to enable this endpoint"
-        if scope is Scope.LINK:
-            return "not found: set OPSWATCH_EXTERNAL_URL to enable ack links"
         return _NO_READ_TOKEN
 
     def describe(self, routes: Iterable[tuple[str, str, Scope]]) -> dict[str, Any]:

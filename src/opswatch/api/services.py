@@ -56,8 +56,9 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
-    #: the signer of one-click ack links (``OPSWATCH_EXTERNAL_URL``); ``None``: off
-    ack_links: AckLinks | None = None
+    #: the signer of one-click ack links in use (``OPSWATCH_EXTERNAL_URL``; a reload may
+    #: replace it); ``None``: off
+    ack_links: Callable[[], AckLinks | None] = lambda: None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -68,7 +69,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
-ACK_LINKS: web.AppKey[AckLinks | None] = web.AppKey("ack_links")
+ACK_LINKS: web.AppKey[Callable[[], AckLinks | None]] = web.AppKey("ack_links")
 
 
 def install(app: web.Application, services: Services) -> None:

@@ -139,7 +139,7 @@ class App:
             self.silences,
             operator=Operator(self.book, clock),
             mutes=self.mutes,
-            ack_links=config.ack_links,
+            ack_links=lambda: self.config.ack_links,  # the notifiers' (a reload swaps both)
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
