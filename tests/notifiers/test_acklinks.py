@@ -140,7 +140,9 @@ def _mailer() -> EmailNotifier:
     return notifier
 
 
-async def test_get_shows_a_button_and_acks_nothing_post_acks_once(linked: Linked) -> None:
+async def test_get_shows_a_button_and_acks_nothing_post_acks_once_per_episode(
+    linked: Linked,
+) -> None:
     link = linked.link()
     for _ in range(2):  # a link preview, then the person
         status, page = await linked.follow("GET", link)
@@ -168,6 +170,18 @@ async def test_get_shows_a_button_and_acks_nothing_post_acks_once(linked: Linked
     status, page = await linked.follow("GET", link)
     assert "Already acknowledged by link." in page
     assert "<form" not in page
+
+    operator = linked.app.services.operator
+    assert operator is not None
+    await operator.unack(linked.app.tracker.active()[0].fingerprint, "ana")
+    history = await linked.app.store.history()
+    for method in ("GET", "POST"):  # a link acks its episode once
+        status, page = await linked.follow(method, link)
+        assert status == 200
+        assert "a link acknowledges once" in page
+        assert "<form" not in page
+    assert linked.acks() == [None]
+    assert await linked.app.store.history() == history
 
 
 async def test_a_forged_edited_or_expired_link_is_refused(linked: Linked) -> None:

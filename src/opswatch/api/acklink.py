@@ -3,8 +3,9 @@ signed token in the path is the credential, :mod:`opswatch.notifiers.acklinks`).
 
 ``GET`` only shows a small confirmation page with a button: link previews (chat unfurls,
 mail scanners) fetch links, and must not acknowledge anything. The button's ``POST``
-acknowledges the alert through the operator path (author ``link``), once: while the alert is
-acknowledged (by the link or anyone), another ``POST`` changes nothing and says so. A token
+acknowledges the alert through the operator path (author ``link``), once per episode: while the
+alert is acknowledged (by the link or anyone), or when a link acknowledged this episode before
+(and that was removed since), a ``POST`` changes nothing and says so. A token
 that is malformed, forged or expired answers 403; one whose alert episode has ended (resolved,
 or firing anew since) 410.
 """
@@ -16,10 +17,12 @@ import html
 from aiohttp import web
 
 from opswatch.api.operator import done, operator_of
-from opswatch.api.services import ACK_LINKS, ALERTS
-from opswatch.model import Alert
+from opswatch.api.services import ACK_LINKS, ALERTS, STORE
+from opswatch.model import Alert, Transition, TransitionKind
 from opswatch.notifiers.acklinks import AUTHOR, LinkError
 
+#: how many of an alert's newest transitions are looked through for an earlier link ack
+_HISTORY_LOOKED_AT = 1000
 #: the history comment of an ack made by a link
 COMMENT = "acknowledged with the notification's link"
 _HEADERS = {
@@ -32,19 +35,39 @@ _HEADERS = {
 
 async def confirm(request: web.Request) -> web.Response:
     alert = _episode(request)
-    if alert.acked_by is not None:
-        return _page(alert, f"Already acknowledged by {alert.acked_by}.")
+    done_already = await _done_already(request, alert)
+    if done_already is not None:
+        return _page(alert, done_already)
     button = '<form method="post"><button type="submit">Acknowledge</button></form>'
     return _page(alert, "Acknowledge this alert? Reminders stop until it resolves.", button)
 
 
 async def acknowledge(request: web.Request) -> web.Response:
     alert = _episode(request)
-    if alert.acked_by is not None:
-        return _page(alert, f"Already acknowledged by {alert.acked_by}.")
+    done_already = await _done_already(request, alert)
+    if done_already is not None:
+        return _page(alert, done_already)
     result = await operator_of(request).ack(alert.fingerprint, AUTHOR, comment=COMMENT)
     acked = done(result, alert.fingerprint).alert
     return _page(acked, "Acknowledged.")
+
+
+async def _done_already(request: web.Request, alert: Alert) -> str | None:
+    """Why the link acts no more on ``alert``: it is acknowledged, or a link acknowledged
+    this episode before (and someone removed that since): a link acks an episode once."""
+    if alert.acked_by is not None:
+        return f"Already acknowledged by {alert.acked_by}."
+    history = await request.app[STORE].history(_HISTORY_LOOKED_AT, alert.fingerprint)
+    if any(_by_link(t) and t.alert.started_at == alert.started_at for t in history):
+        return (
+            "This alert was acknowledged with its link before, and that acknowledgement was "
+            "removed since: a link acknowledges once (use opswatch ack)."
+        )
+    return None
+
+
+def _by_link(transition: Transition) -> bool:
+    return transition.kind is TransitionKind.ACKNOWLEDGED and transition.alert.acked_by == AUTHOR
 
 
 def _episode(request: web.Request) -> Alert:
