@@ -194,6 +194,7 @@ async def test_a_forged_edited_or_expired_link_is_refused(linked: Linked) -> Non
         link.replace(fingerprint, other),  # another alert
         head.rsplit(".", 1)[0] + ".9999999999." + signature,  # a later expiry
         EXTERNAL + "/ack/not-a-token",
+        link + "%0A",  # a trailing line break
     ]
     for bad in refused:
         for method in ("GET", "POST"):

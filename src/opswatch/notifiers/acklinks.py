@@ -39,7 +39,7 @@ MIN_KEY_CHARS = 16
 AUTHOR = "link"
 _LABEL = b"opswatch ack link v1"
 _DERIVE_LABEL = b"opswatch ack link key v1"
-_TOKEN = re.compile(r"^([0-9a-f]{1,64})\.(\d{1,20})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"([0-9a-f]{1,64})\.(\d{1,20})\.(\d{1,12})\.([A-Za-z0-9_-]{43})", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: never in a base URL: it goes into HTML, Slack's <url|text> links and mail text as it is
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f<>|\"'\\`]")
@@ -104,7 +104,7 @@ class AckLinks:
     def verify(self, token: str, now: datetime) -> Episode:
         """The episode ``token`` names; :class:`LinkError` when it is not one of ours or
         has expired."""
-        match = _TOKEN.match(token)
+        match = _TOKEN.fullmatch(token)
         if match is None:
             raise LinkError("this ack link is not valid")
         fingerprint, started, expires, signature = match.groups()
@@ -123,7 +123,7 @@ class AckLinks:
         return {"external_url": self.base_url, "ttl_s": self.ttl_s, "key": str(self.key)}
 
     def _sign(self, body: str) -> str:
-        digest = hmac.new(self.key.reveal().encode(), _LABEL + b"|" + body.encode(), "sha256")
+        digest = hmac.new(self.key.reveal().encode(), _LABEL + b"|" + body.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
