@@ -39,7 +39,11 @@ async def confirm(request: web.Request) -> web.Response:
     if done_already is not None:
         return _page(alert, done_already)
     button = '<form method="post"><button type="submit">Acknowledge</button></form>'
-    return _page(alert, "Acknowledge this alert? Reminders stop until it resolves.", button)
+    return _page(
+        alert,
+        "Acknowledge this alert? Its reminders stop until it resolves or its severity rises.",
+        button,
+    )
 
 
 async def acknowledge(request: web.Request) -> web.Response:
