@@ -8,7 +8,9 @@
 #
 # Configuration is the same OPSWATCH_* environment as on a host (see systemd/env.example);
 # secrets come from files with NAME_FILE (Docker/compose secrets). State lives in /data.
-# If OPSWATCH_API_LISTEN moves off port 9184, override the HEALTHCHECK too.
+# If OPSWATCH_API_LISTEN moves off port 9184, override the HEALTHCHECK too. Listening on
+# 0.0.0.0 without OPSWATCH_API_READ_TOKEN or OPSWATCH_API_TOKEN, the API serves /healthz only
+# (what the HEALTHCHECK probes): set a token (_FILE: a secret) to read the rest.
 #
 # Both stages use the same base image, so the venv's interpreter path stays valid.
 

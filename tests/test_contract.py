@@ -215,6 +215,11 @@ SMTP_USER = "alerts"
 #: variables every notifier reads besides its own, and why
 NOTIFIER_SHARED = {
     f"{PREFIX}RUNBOOK_URL": "the runbook link every medium renders (notifiers/render.py)",
+    # the one-click ack link every medium renders (notifiers/acklinks.py)
+    f"{PREFIX}EXTERNAL_URL": "the base of the ack links",
+    f"{PREFIX}ACK_LINK_KEY": "their signing key",
+    f"{PREFIX}ACK_LINK_KEY_FILE": "their signing key, from a file",
+    f"{PREFIX}ACK_LINK_TTL": "how long they stay valid",
 }
 
 

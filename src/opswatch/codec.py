@@ -505,3 +505,22 @@ shape(
     comment=NULLABLE_STRING,
     at=TIME,
 )
+shape(
+    "Silence",
+    id=STRING,
+    matchers=array(obj(name=STRING, op=_enum(MatchOp), value=STRING)),
+    starts_at=TIME,
+    ends_at=TIME,
+    created_by=STRING,
+    comment=STRING,
+    created_at=TIME,
+    updated_at=TIME,
+)
+shape(
+    "Error",
+    error=obj(
+        status={"type": "integer", "minimum": 400, "maximum": 599},
+        code={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        message=STRING,
+    ),
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,32 +26,11 @@ from opswatch.codec import (
     ref,
     transition_to_json,
 )
-from opswatch.daemon.app import App
-from opswatch.daemon.configure import load_config
 from opswatch.model import BudgetState, RecoveryOutcome, RecoveryResult
 
 from ..test_codec import _escalation
 
 JSON = dict[str, Any]
-
-
-@pytest.fixture
-async def base(tmp_path: Path) -> AsyncIterator[str]:
-    app = App(
-        load_config(
-            {
-                "OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"),
-                "OPSWATCH_API_LISTEN": "127.0.0.1:0",
-                "OPSWATCH_API_TOKEN": "s3cret-token-value",
-                "OPSWATCH_INTERVAL": "1h",
-            }
-        )
-    )
-    await app.start()
-    try:
-        yield f"http://127.0.0.1:{app.api.port}"
-    finally:
-        await app.stop()
 
 
 async def _get(base: str, path: str) -> tuple[int, str, Any]:
@@ -108,10 +86,14 @@ async def test_write_routes_carry_the_bearer_requirement_and_their_401_403_404(
         elif route.scope is Scope.PING:  # a heartbeat's key, or the bearer token
             assert operation["security"] == [{"heartbeatKey": []}, {"bearer": []}]
             assert {"401", "403", "404", "413"} <= set(operation["responses"])
+        elif route.scope is Scope.READ:  # a token only beyond loopback
+            assert operation["security"] == [{}, {"bearer": []}]
+            assert {"401", "403", "404"} <= set(operation["responses"])
         else:
             assert "security" not in operation
             assert "401" not in operation["responses"]
-    assert "security" not in doc  # read routes need nothing
+    assert "security" not in doc
+    assert "security" not in doc["paths"]["/healthz"]["get"]  # probes need nothing
 
 
 async def test_info_version_is_the_package_version(base: str) -> None:

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 
 from opswatch.api.requests import MAX_BODY, MAX_DEPTH
-from opswatch.daemon.app import App
-from opswatch.daemon.configure import load_config
-
-TOKEN = "s3cret-token-value"
-
-
-@pytest.fixture
-async def base(tmp_path: Path) -> AsyncIterator[str]:
-    app = App(
-        load_config(
-            {
-                "OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"),
-                "OPSWATCH_API_LISTEN": "127.0.0.1:0",
-                "OPSWATCH_API_TOKEN": TOKEN,
-                "OPSWATCH_INTERVAL": "1h",
-            }
-        )
-    )
-    await app.start()
-    try:
-        yield f"http://127.0.0.1:{app.api.port}"
-    finally:
-        await app.stop()
+from tests.api.conftest import TOKEN
+from tests.api.errorshape import message
 
 
 async def _post(base: str, body: bytes) -> tuple[int, str]:
@@ -40,7 +16,7 @@ async def _post(base: str, body: bytes) -> tuple[int, str]:
         aiohttp.ClientSession() as http,
         http.post(f"{base}/api/v1/recovery/http_down/run", data=body, headers=headers) as r,
     ):
-        return r.status, await r.text()
+        return r.status, message(r.status, await r.text())
 
 
 async def test_a_deeply_nested_json_body_answers_400_naming_the_problem(base: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import Sample
+from tests.api.errorshape import message
 from tests.conftest import ManualClock
 
 TOKEN = "s3cret-token-value"
@@ -64,6 +65,8 @@ class Api:
             http.request(method, self.base + path, json=body, headers=AUTH if token else {}) as r,
         ):
             text = await r.text()
+            if r.status >= 400 and path != "/healthz":  # the error shape: its message
+                return r.status, message(r.status, text)
             is_json = r.content_type == "application/json"
             return r.status, (await r.json() if is_json else text)
 

@@ -58,5 +58,5 @@ async def test_a_refused_pause_prints_the_daemons_one_line_and_exits_1(
     assert err.startswith("opswatch: the daemon answered 400: checks: no check 'http:nope'")
     monkeypatch.setenv("OPSWATCH_API_TOKEN", "wrong-token")
     code, _, err = await _main(capsys, "resume")
-    assert (code, err) == (1, "opswatch: the daemon answered 403: wrong token\n")
+    assert (code, err) == (1, "opswatch: the daemon answered 403: this needs the write token\n")
     assert daemon.pauses.muter.pauses() == []

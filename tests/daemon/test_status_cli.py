@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def _use(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
+@contextlib.asynccontextmanager
+async def _running(environ: dict[str, str]) -> AsyncIterator[App]:
+    """A started daemon, its log lines captured (stdout holds what the command printed)."""
+    app = App(load_config(environ), retry_policy=FAST)
+    with capture_logs():
+        await app.start()
+        try:
+            yield app
+        finally:
+            await app.stop()
+
+
 async def _status(*args: str) -> int:
     """``opswatch status`` in a thread: it blocks on HTTP while the daemon answers here.
     The daemon's log lines are captured, so stdout holds only what the command printed."""
@@ -63,16 +76,11 @@ async def test_status_summarises_checks_alerts_and_outbox_of_a_healthy_daemon(
     port = free_port()
     environ = _environ(tmp_path, webhook, port, f"http://127.0.0.1:{free_port()}/")  # down
     _use(monkeypatch, environ)
-    app = App(load_config(environ), retry_policy=FAST)
-    with capture_logs():
-        await app.start()
-        try:
-            await webhook.wait_for(1, timeout=WAIT_S)  # http_down fired and was delivered
-            async with asyncio.timeout(WAIT_S):
-                await app.checks.wait_for_runs("host")
-            assert await _status() == 0
-        finally:
-            await app.stop()
+    async with _running(environ) as app:
+        await webhook.wait_for(1, timeout=WAIT_S)  # http_down fired and was delivered
+        async with asyncio.timeout(WAIT_S):
+            await app.checks.wait_for_runs("host")
+        assert await _status() == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith(f"opswatch at http://127.0.0.1:{port}: healthy, up ")
@@ -147,3 +155,25 @@ def test_durations_read_like_a_person_would_say_them() -> None:
         "2h 3m",
         "3d 4h",
     ]
+
+
+async def test_status_beyond_loopback_sends_the_read_token_and_says_when_it_is_missing(
+    webhook: Receiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    environ = {
+        **_environ(tmp_path, webhook, port, f"{webhook.url}/health"),
+        "OPSWATCH_API_LISTEN": f"0.0.0.0:{port}",
+        "OPSWATCH_API_READ_TOKEN": "s3cret-read-token",
+    }
+    url = f"http://127.0.0.1:{port}"
+    async with _running(environ):
+        assert await _status("--url", url) == 1
+        refused = capsys.readouterr().err
+        monkeypatch.setenv("OPSWATCH_API_READ_TOKEN", "s3cret-read-token")
+        assert await _status("--url", url) == 0
+    assert "answered 401: a bearer token is required (set OPSWATCH_API_READ_TOKEN)" in refused
+    assert capsys.readouterr().out.startswith(f"opswatch at {url}: healthy")

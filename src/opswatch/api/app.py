@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
 
+from opswatch.alerts.silences import SilenceState
 from opswatch.api import (
+    acklink,
     alerts,
     checks,
     heartbeats,
@@ -21,16 +24,22 @@ from opswatch.api import (
     recovery,
     silences,
 )
-from opswatch.api.auth import SCOPES, Scope, authenticate
+from opswatch.api.auth import SCOPES, Access, Scope, authenticate
+from opswatch.api.errors import json_errors
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
-from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, array, obj, ref
-from opswatch.config import Secret
+from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, TIME, array, obj, ref
 
 log = structlog.get_logger("opswatch.api")
+
+#: what ``check-config`` and the start-up log say of a listener beyond loopback without tokens
+PUBLIC_WITHOUT_TOKEN = (
+    "the API listens beyond loopback without a token: it serves /healthz only; set "
+    "OPSWATCH_API_READ_TOKEN (reads) or OPSWATCH_API_TOKEN (reads and writes) to serve the rest"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,9 +63,14 @@ class Route:
     answer_type: str = "application/json"
     #: other statuses answering the same shape, with what they mean
     also: tuple[tuple[int, str], ...] = ()
-    #: its own error statuses (text), with what they mean (400/413 for a query or body and
-    #: 401/403/404 for a write route are added by themselves)
+    #: its own error statuses, with what they mean (400/413 for a query or body, the
+    #: refusals of its scope and 404 for a path with parameters are added by themselves)
     errors: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def row(self) -> tuple[str, str, Scope]:
+        """Method, path and scope: what :meth:`Access.describe` lists."""
+        return self.method, self.path, self.scope
 
 
 #: ``?limit=``: how many of the newest
@@ -99,6 +113,22 @@ _MONITORING_BODY: JSON = {
 _MONITORING_ANSWER = obj(
     paused_all=BOOLEAN, pauses=array(ref("Pause")), events=array(ref("PauseEvent"))
 )
+#: a silence as the API answers it: its encoding and its state now
+_SILENCE: JSON = {
+    "allOf": [
+        ref("Silence"),
+        {
+            "type": "object",
+            "properties": {"state": {"enum": [state.value for state in SilenceState]}},
+            "required": ["state"],
+        },
+    ]
+}
+
+_LINK_ERRORS = (
+    (403, "a malformed, forged or expired link"),
+    (410, "the alert episode of the link has ended"),
+)
 
 #: every endpoint, with its scope and what it answers (README: HTTP API)
 ROUTES: tuple[Route, ...] = (
@@ -106,7 +136,7 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/healthz",
         checks.healthz,
-        Scope.READ,
+        Scope.OPEN,
         "200 healthy, 503 with the reason",
         answer={"allOf": [ref("Health"), obj(paused=array(ref("Pause")))]},
         also=((503, "unhealthy, with the reason"),),
@@ -247,16 +277,89 @@ ROUTES: tuple[Route, ...] = (
         "this document: OpenAPI 3.1, generated from the route table",
         answer={"type": "object"},
     ),
-    Route("GET", "/api/v1/silences", silences.listed, Scope.READ, "active, pending, expired 24 h"),
+    Route(
+        "GET",
+        "/api/v1/silences",
+        silences.listed,
+        Scope.READ,
+        "active, pending, expired 24 h",
+        answer=obj(silences=array(_SILENCE)),
+    ),
     Route(
         "POST",
         "/api/v1/silences",
         silences.create,
         Scope.WRITE,
         "create a silence (?dry_run=1: the alerts it would match)",
+        query=(
+            Param(
+                "dry_run",
+                {"enum": ["0", "1", "true", "false"]},
+                "1: create nothing, answer the active alerts it would match",
+            ),
+        ),
+        body={
+            "type": "object",
+            "properties": {
+                "matchers": {**array(STRING), "minItems": 1},
+                "starts_at": TIME,
+                "ends_at": TIME,
+                "created_by": STRING,
+                "comment": STRING,
+            },
+            "required": ["matchers", "ends_at", "created_by", "comment"],
+        },
+        answer={"oneOf": [obj(dry_run={"const": True}, alerts=array(ref("Alert"))), _SILENCE]},
+        also=((201, "created"),),
     ),
-    Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
-    Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "PUT",
+        "/api/v1/silences/{id}",
+        silences.update,
+        Scope.WRITE,
+        "change end, comment",
+        body={
+            "type": "object",
+            "properties": {
+                "matchers": {**array(STRING), "minItems": 1},
+                "ends_at": TIME,
+                "comment": STRING,
+                "by": STRING,
+            },
+        },
+        answer=_SILENCE,
+        errors=((404, "no such silence"),),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/silences/{id}",
+        silences.expire,
+        Scope.WRITE,
+        "expire now",
+        query=(Param("by", STRING, "who expires it (default api)"),),
+        answer=_SILENCE,
+        errors=((404, "no such silence"),),
+    ),
+    Route(
+        "GET",
+        "/ack/{token}",
+        acklink.confirm,
+        Scope.LINK,
+        "a notification's one-click ack link: a confirmation page with a button",
+        answer=STRING,
+        answer_type="text/html",
+        errors=_LINK_ERRORS,
+    ),
+    Route(
+        "POST",
+        "/ack/{token}",
+        acklink.acknowledge,
+        Scope.LINK,
+        "the button of that page: acknowledge the alert (author link), once",
+        answer=STRING,
+        answer_type="text/html",
+        errors=_LINK_ERRORS + _OPERATOR_ERRORS,
+    ),
     *(
         Route(
             "POST",
@@ -378,11 +481,19 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def exposure(access: Access) -> dict[str, Any]:
+    """What a listener with ``access`` serves to whom (``check-config``, the start-up log)."""
+    described = access.describe(route.row for route in ROUTES)
+    if access.public_without_token:
+        described["warning"] = PUBLIC_WITHOUT_TOKEN
+    return described
+
+
 def build_app(
-    services: Services, token: Secret | None, metrics: MetricsExporter | None = None
+    services: Services, access: Access, metrics: MetricsExporter | None = None
 ) -> web.Application:
     app = web.Application(
-        middlewares=[scrub_answers, authenticate(token)], client_max_size=MAX_BODY
+        middlewares=[scrub_answers, json_errors, authenticate(access)], client_max_size=MAX_BODY
     )
     install(app, services)
     app[METRICS] = metrics or MetricsExporter(MetricsView(services))
@@ -391,7 +502,7 @@ def build_app(
         app.router.add_route(route.method, route.path, route.handler)
         scopes[route.path, route.method] = route.scope
     app[SCOPES] = scopes
-    app[pings.TOKEN] = token
+    app[pings.TOKEN] = access.write_token
     app[DOCUMENT] = document(ROUTES)
     return app
 
@@ -402,12 +513,13 @@ class ApiServer:
     def __init__(
         self,
         services: Services,
-        token: Secret | None,
+        access: Access,
         host: str,
         port: int,
         metrics: MetricsExporter | None = None,
     ) -> None:
-        self._runner = web.AppRunner(build_app(services, token, metrics), access_log=None)
+        self._runner = web.AppRunner(build_app(services, access, metrics), access_log=None)
+        self._access = access
         self._host = host
         self._port = port
         self.port = port
@@ -418,6 +530,14 @@ class ApiServer:
         await site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port when 0 was asked for
         log.info("api_listening", host=self._host, port=self.port)
+        if self._access.public_without_token:
+            log.warning(
+                "api_public_without_token",
+                host=self._host,
+                port=self.port,
+                served=exposure(self._access)["without_token"],
+                hint=PUBLIC_WITHOUT_TOKEN,
+            )
 
     async def stop(self) -> None:
         await self._runner.cleanup()

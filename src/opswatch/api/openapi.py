@@ -2,10 +2,12 @@
 
 Nothing here is written per route: each :class:`opswatch.api.app.Route` carries its method,
 path (``{name}`` segments become path parameters), scope (``write`` routes get the bearer
-security requirement and their 401/403/404), summary, and optionally its query parameters
-(:class:`Param`), JSON request body, answer and other statuses. The shapes of the answers are
-the encoders' schemas, declared once beside them in :data:`opswatch.codec.SCHEMAS`. A route
-without any of the optional fields is still documented (as answering 200).
+security requirement, ``read`` routes an optional one, each with its refusals), summary, and
+optionally its query parameters (:class:`Param`), JSON request body, answer and other
+statuses. The shapes of the answers are the encoders' schemas, declared once beside them in
+:data:`opswatch.codec.SCHEMAS`; every error status answers its ``Error`` shape
+(:mod:`opswatch.api.errors`). A route without any of the optional fields is still documented
+(as answering 200).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiohttp import web
 from opswatch import __version__
 from opswatch.api.auth import Scope
 from opswatch.api.requests import MAX_BODY, MAX_DEPTH
-from opswatch.codec import JSON, SCHEMAS
+from opswatch.codec import JSON, SCHEMAS, ref
 
 if TYPE_CHECKING:
     from opswatch.api.app import Route
@@ -59,9 +61,13 @@ def document(routes: Iterable[Route], version: str = __version__) -> JSON:
             "title": "opswatch",
             "version": version,
             "description": (
-                "The opswatch daemon's HTTP API. Read routes are open; write routes need "
-                "`Authorization: Bearer $OPSWATCH_API_TOKEN` (404 while no token is set). "
-                "Errors answer one line of text naming the problem."
+                "The opswatch daemon's HTTP API. /healthz is always open. Read routes are "
+                "open on a loopback listener; bound elsewhere they need `Authorization: "
+                "Bearer` with OPSWATCH_API_READ_TOKEN or OPSWATCH_API_TOKEN (and with neither "
+                "set only /healthz is served). Write routes need `Authorization: Bearer "
+                "$OPSWATCH_API_TOKEN` (404 while no token is set). /ack/{token} routes are "
+                "authenticated by their signed token. Every error answers the Error shape: "
+                '`{"error": {"status": 404, "code": "not_found", "message": "..."}}`.'
             ),
         },
         "paths": paths,
@@ -110,8 +116,10 @@ def _operation(route: Route, template: str) -> JSON:
     operation["responses"] = _responses(route)
     if route.scope is Scope.WRITE:
         operation["security"] = [{BEARER: []}]
-    if route.scope is Scope.PING:
+    elif route.scope is Scope.PING:
         operation["security"] = [{PING_KEY: []}, {BEARER: []}]
+    elif route.scope is Scope.READ:  # a token only beyond loopback
+        operation["security"] = [{}, {BEARER: []}]
     return operation
 
 
@@ -140,15 +148,33 @@ def _responses(route: Route) -> JSON:
         errors.setdefault(400, []).append("a malformed query parameter or body")
     if route.body is not None:
         errors.setdefault(413, []).append(f"a body over {MAX_BODY} bytes")
-    if route.scope is Scope.WRITE:
-        errors.setdefault(401, []).append("no bearer token")
-        errors.setdefault(403, []).append("a wrong bearer token")
-        errors.setdefault(404, []).append("no OPSWATCH_API_TOKEN configured: the route is off")
+    for status, description in _SCOPE_ERRORS[route.scope]:
+        errors.setdefault(status, []).append(description)
+    if _PARAMETER.search(route.path):
+        errors.setdefault(404, []).append("no route for this path (a parameter holding '/')")
     for status, description in route.errors:
         errors.setdefault(status, []).append(description)
     for status, descriptions in sorted(errors.items()):
         responses[str(status)] = {
-            "description": "; or ".join(descriptions),
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "; or ".join(dict.fromkeys(descriptions)),
+            "content": {"application/json": {"schema": ref("Error")}},
         }
     return responses
+
+
+#: the refusals each scope may answer (opswatch.api.auth)
+_SCOPE_ERRORS: dict[Scope, tuple[tuple[int, str], ...]] = {
+    Scope.OPEN: (),
+    Scope.READ: (
+        (401, "beyond loopback: no bearer token"),
+        (403, "beyond loopback: a wrong bearer token"),
+        (404, "beyond loopback without any token: only /healthz is served"),
+    ),
+    Scope.WRITE: (
+        (401, "no bearer token"),
+        (403, "a wrong bearer token (or the read token)"),
+        (404, "no OPSWATCH_API_TOKEN configured: the route is off"),
+    ),
+    Scope.LINK: ((404, "no OPSWATCH_EXTERNAL_URL configured: ack links are off"),),
+    Scope.PING: (),  # each ping route declares its own (api/app.py _PING_ERRORS)
+}

@@ -15,13 +15,14 @@ from opswatch.api.requests import json_object
 from opswatch.api.services import OPERATOR
 from opswatch.codec import alert_to_json, transition_to_json
 from opswatch.config import ConfigError, Env
+from opswatch.model import Transition
 
 #: the longest author or comment kept (characters)
 MAX_TEXT = 1000
 
 
 async def ack(request: web.Request) -> web.Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     body = await json_object(request)
     _known(body, {"author", "comment", "expires_at", "duration", "sticky"})
     author, comment = _author(body), _comment(body)
@@ -36,7 +37,7 @@ async def ack(request: web.Request) -> web.Response:
 
 
 async def unack(request: web.Request) -> web.Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     body = await json_object(request)
     _known(body, {"author", "comment"})
     author = _author(body) if "author" in body else "api"
@@ -45,7 +46,7 @@ async def unack(request: web.Request) -> web.Response:
 
 
 async def resolve(request: web.Request) -> web.Response:
-    operator = _operator(request)
+    operator = operator_of(request)
     body = await json_object(request)
     _known(body, {"author", "comment"})
     author, comment = _author(body), _comment(body)
@@ -53,7 +54,7 @@ async def resolve(request: web.Request) -> web.Response:
     return _answer(request, result)
 
 
-def _operator(request: web.Request) -> Operator:
+def operator_of(request: web.Request) -> Operator:
     operator = request.app[OPERATOR]
     if operator is None:
         raise web.HTTPServiceUnavailable(text="operator actions are not available")
@@ -64,14 +65,19 @@ def _fingerprint(request: web.Request) -> str:
     return request.match_info["fingerprint"]
 
 
-def _answer(request: web.Request, result: Result) -> web.Response:
+def done(result: Result, fingerprint: str) -> Transition:
+    """The transition of a done action; the refusal (404, 409, 503) of any other outcome."""
     if result.outcome is Outcome.UNKNOWN:
-        raise web.HTTPNotFound(text=f"no active alert with fingerprint {_fingerprint(request)}")
+        raise web.HTTPNotFound(text=f"no active alert with fingerprint {fingerprint}")
     if result.outcome is Outcome.BUSY:
         raise web.HTTPConflict(text="the alert is being updated by its check's run; try again")
     if result.outcome is Outcome.NOT_STORED or result.transition is None:
         raise web.HTTPServiceUnavailable(text="the state store refused the change; try again")
-    transition = result.transition
+    return result.transition
+
+
+def _answer(request: web.Request, result: Result) -> web.Response:
+    transition = done(result, _fingerprint(request))
     return web.json_response(
         {"alert": alert_to_json(transition.alert), "transition": transition_to_json(transition)}
     )

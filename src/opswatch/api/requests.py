@@ -33,7 +33,10 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (an absent or ``null`` body is ``{}``)."""
     if not request.can_read_body:
         return {}
-    text = await request.text()
+    try:
+        text = (await request.read()).decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        raise web.HTTPBadRequest(text="body: expected a JSON object in UTF-8") from None
     if _depth(text) > MAX_DEPTH:
         raise web.HTTPBadRequest(text=f"body: nested deeper than {MAX_DEPTH} levels")
     try:

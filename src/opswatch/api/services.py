@@ -20,6 +20,7 @@ from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
 from opswatch.collectors.heartbeat import HeartbeatDesk
 from opswatch.model import Alert, CheckStatus, Health, Pause
+from opswatch.notifiers.acklinks import AckLinks
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
@@ -65,6 +66,9 @@ class Services:
     #: the maintenance windows (one-off ones made and deleted) and their muter; ``None``:
     #: the routes answer 503
     maintenance: Maintenance | None = None
+    #: the signer of one-click ack links in use (``OPSWATCH_EXTERNAL_URL``; a reload may
+    #: replace it); ``None``: off
+    ack_links: Callable[[], AckLinks | None] = lambda: None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -78,6 +82,7 @@ MUTES: web.AppKey[Muter] = web.AppKey("mutes")
 HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
 PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
+ACK_LINKS: web.AppKey[Callable[[], AckLinks | None]] = web.AppKey("ack_links")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -92,6 +97,7 @@ def install(app: web.Application, services: Services) -> None:
     app[HEARTBEATS] = services.heartbeats
     app[PAUSES] = services.pauses
     app[MAINTENANCE] = services.maintenance
+    app[ACK_LINKS] = services.ack_links
 
 
 class MetricsView:

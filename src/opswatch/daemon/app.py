@@ -166,10 +166,11 @@ class App:
             heartbeats=self.heartbeats,
             pauses=self.pauses,
             maintenance=self.maintenance,
+            ack_links=lambda: self.config.ack_links,  # the notifiers' (a reload swaps both)
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
-        self.api = ApiServer(self.services, config.api_token, host, port, self.metrics)
+        self.api = ApiServer(self.services, config.access(), host, port, self.metrics)
         self.reloader = Reload(self, environ, clock)
         self.tasks: set[asyncio.Task[None]] = set()
         self._serving = False

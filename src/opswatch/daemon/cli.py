@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from opswatch import __version__
-from opswatch.config import ConfigError
+from opswatch.api.app import exposure
+from opswatch.config import PREFIX, ConfigError, Env, Secret
 from opswatch.daemon import heartbeat_cli, maintenance_cli, operate, pause_cli, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
@@ -96,8 +97,14 @@ def _operator_parsers(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
-    if command == "status" and args.url:
-        return _status(args.url.rstrip("/"))
+    if command == "status" and args.url:  # the daemon's configuration is not needed then
+        try:
+            env = Env(os.environ)
+            token = env.secret(f"{PREFIX}API_READ_TOKEN") or env.secret(f"{PREFIX}API_TOKEN")
+        except ConfigError as exc:
+            print(f"opswatch: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return _status(args.url.rstrip("/"), token)
     source = EnvironmentSource(os.environ)
     try:
         config = load_config(source.load())
@@ -112,10 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # unknown variable's) go to stderr
         configure_logging(config.settings.log_format, config.settings.log_level, sys.stderr)
         if command == "check-config":
-            print(json.dumps(config.describe(), indent=2))
+            described = {**config.describe(), "api_access": exposure(config.access())}
+            print(json.dumps(described, indent=2))
             return 0
         if command == "status":
-            return _status(api_url(config.settings.api_listen))
+            return _status(
+                api_url(config.settings.api_listen), config.api_read_token or config.api_token
+            )
         families = {"silence": silence_cli.run, "maintenance": maintenance_cli.run}
         if command in families or command in pause_cli.COMMANDS:
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
@@ -183,8 +193,8 @@ def _operate(config: AppConfig, args: argparse.Namespace) -> int:
     return reply.exit_status
 
 
-def _status(url: str) -> int:
-    report = status(url)
+def _status(url: str, token: Secret | None) -> int:
+    report = status(url, token=token)
     print(report.text, file=sys.stderr if report.unreachable else sys.stdout)
     return report.exit_status
 

@@ -14,13 +14,15 @@ from opswatch.alerts.dependencies import DEPENDS, parse_depends
 from opswatch.alerts.flapping import FlapSettings
 from opswatch.alerts.ladder import Ladder
 from opswatch.alerts.maintenance import RecurringWindow, windows_from_env
+from opswatch.api.auth import Access, is_loopback
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
-from opswatch.collectors.heartbeat import refuse_unpingable
+from opswatch.collectors.heartbeat import HeartbeatCheck, refuse_unpingable
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
 from opswatch.envfile import ENV_FILE
 from opswatch.model import Clock, Severity, utcnow
 from opswatch.notifiers import NOTIFIERS
+from opswatch.notifiers.acklinks import AckLinks
 from opswatch.notifiers.base import Notifier
 from opswatch.notifiers.health import METRIC as CHANNEL_UP_METRIC
 from opswatch.notifiers.routing import META_RULE
@@ -54,6 +56,20 @@ class AppConfig:
     maintenance: tuple[RecurringWindow, ...] = ()
     flapping: FlapSettings = field(default_factory=FlapSettings)
     ladder: Ladder = field(default_factory=Ladder)
+    #: ``OPSWATCH_API_READ_TOKEN``: bearer token of the read endpoints beyond loopback
+    api_read_token: Secret | None = None
+    #: one-click ack links in notifications (``OPSWATCH_EXTERNAL_URL``; None: off)
+    ack_links: AckLinks | None = None
+
+    def access(self) -> Access:
+        """What the API serves to whom (:class:`opswatch.api.auth.Access`)."""
+        return Access(
+            self.api_token,
+            self.api_read_token,
+            is_loopback(self.settings.api_listen[0]),
+            links=self.ack_links is not None,
+            pings=any(isinstance(c, HeartbeatCheck) for c in self.collectors),
+        )
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -77,6 +93,8 @@ class AppConfig:
             "flapping": self.flapping.describe(),
             "ladder": self.ladder.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
+            "api_read_token": None if self.api_read_token is None else str(self.api_read_token),
+            "ack_links": None if self.ack_links is None else self.ack_links.describe(),
             "rules": [r.describe() for r in self.rules],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "depends": {child: list(parents) for child, parents in self.depends.items()},
@@ -142,6 +160,8 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     flapping = FlapSettings.from_env(env)
     rule_names = [r.name for r in rules]
     ladder = Ladder.from_env(env, environ.keys(), rule_names, settings.interval)
+    api_read_token = env.secret(f"{PREFIX}API_READ_TOKEN")
+    ack_links = AckLinks.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -160,4 +180,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         maintenance=maintenance,
         flapping=flapping,
         ladder=ladder,
+        api_read_token=api_read_token,
+        ack_links=ack_links,
     )

@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from opswatch.api.errors import message_of
 from opswatch.config import Secret
 from opswatch.daemon.status import TIMEOUT_S
 
@@ -49,8 +50,7 @@ def call(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace").strip().splitlines()
-        refusal = text[0] if text else exc.reason
+        refusal = message_of(exc.read(), str(exc.reason))
         hint = " (set OPSWATCH_API_TOKEN)" if exc.code in (401, 403) else ""
         return Reply(1, f"opswatch: the daemon answered {exc.code}: {refusal}{hint}")
     except (urllib.error.URLError, OSError, ValueError) as exc:

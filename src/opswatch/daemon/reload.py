@@ -49,6 +49,18 @@ def keep_restart_only(old: Settings, new: Settings) -> Settings:
     return replace(new, **{attr: getattr(old, attr) for attr in RESTART_ONLY})
 
 
+def _token_changes(old: AppConfig, new: AppConfig) -> list[str]:
+    pairs = {
+        f"{PREFIX}API_TOKEN": (old.api_token, new.api_token),
+        f"{PREFIX}API_READ_TOKEN": (old.api_read_token, new.api_read_token),
+    }
+    return [
+        name
+        for name, (was, now) in pairs.items()
+        if (was and was.reveal()) != (now and now.reveal())
+    ]
+
+
 class Reload:
     """Re-reads the configuration (``environ``, else the source given at construction) and
     swaps collectors, rules, notifiers, routes, recovery settings and timings in ``app``.
@@ -105,6 +117,12 @@ class Reload:
         if restart:
             log.warning("reload_needs_restart", variables=restart)
         config = replace(config, settings=keep_restart_only(running, config.settings))
+        tokens = _token_changes(app.config, config)  # the API keeps the tokens it started with
+        if tokens:
+            log.warning("reload_needs_restart", variables=tokens)
+            config = replace(
+                config, api_token=app.config.api_token, api_read_token=app.config.api_read_token
+            )
         # 1. quiesce: no check runs and no new outbox rows while the parts are swapped
         app.scheduler.shutdown()
         watchers = [t for t in app.tasks if t.get_name().startswith("watch:")]

@@ -16,6 +16,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
+from opswatch.api.errors import message_of
 from opswatch.config import ConfigError, Env, Secret
 from opswatch.model import Clock, utcnow
 
@@ -153,7 +154,7 @@ def api_call(
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             code, raw = int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        reason = exc.read().decode(errors="replace").strip()
+        reason = message_of(exc.read(), str(exc.reason))
         raise CommandError(f"the daemon answered {exc.code}: {reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         where = url.split("?", maxsplit=1)[0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from opswatch.config import Secret
 from opswatch.daemon.pause_cli import describe as describe_pauses
 from opswatch.model import Clock, utcnow
 
@@ -46,16 +47,30 @@ class Snapshot:
     alerts: list[dict[str, Any]]
 
 
-def fetch(url: str, timeout: float = TIMEOUT_S) -> Snapshot:
-    health_code, health = _get(f"{url}/healthz", timeout)
-    _, status = _get(f"{url}/status", timeout)
-    _, alerts = _get(f"{url}/api/v1/alerts", timeout)
+def fetch(url: str, timeout: float = TIMEOUT_S, token: Secret | None = None) -> Snapshot:
+    """The three answers; ``token`` (the read or write token) is sent as the bearer: a
+    listener beyond loopback needs it for ``/status`` and the alerts."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token.reveal()}"}
+    health_code, health = _get(f"{url}/healthz", timeout, headers)
+    status = _read(f"{url}/status", timeout, headers)
+    alerts = _read(f"{url}/api/v1/alerts", timeout, headers)
     return Snapshot(url, health_code == 200, health, status, list(alerts.get("alerts", [])))
 
 
-def _get(url: str, timeout: float) -> tuple[int, dict[str, Any]]:
+def _read(url: str, timeout: float, headers: dict[str, str]) -> dict[str, Any]:
+    code, data = _get(url, timeout, headers)
+    if code >= 400:  # refused (no or a wrong token beyond loopback): the API's error shape
+        error = data.get("error")
+        refusal = error.get("message") if isinstance(error, dict) else None
+        hint = " (set OPSWATCH_API_READ_TOKEN)" if code in (401, 403, 404) else ""
+        raise UnreachableError(f"{url}: answered {code}: {refusal}{hint}")
+    return data
+
+
+def _get(url: str, timeout: float, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             code, body = int(response.status), response.read()
     except urllib.error.HTTPError as exc:  # /healthz answers 503 with a JSON reason
         code, body = exc.code, exc.read()
@@ -175,9 +190,11 @@ class StatusReport:
     unreachable: bool = False
 
 
-def status(url: str, *, timeout: float = TIMEOUT_S, clock: Clock = utcnow) -> StatusReport:
+def status(
+    url: str, *, timeout: float = TIMEOUT_S, clock: Clock = utcnow, token: Secret | None = None
+) -> StatusReport:
     try:
-        snapshot = fetch(url, timeout)
+        snapshot = fetch(url, timeout, token)
     except UnreachableError as exc:
         return StatusReport(1, f"opswatch status: cannot reach the daemon at {exc}", True)
     return StatusReport(0 if snapshot.healthy else 1, render(snapshot, clock()))

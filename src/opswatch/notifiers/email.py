@@ -297,6 +297,9 @@ def _alert_html(v: AlertView) -> str:
     if v.runbook:
         link = f'<a href="{e(v.runbook)}">{e(v.runbook)}</a>'
         cells += f"<tr><th align=left>runbook</th><td>{link}</td></tr>"
+    if v.ack_url:
+        link = f'<a href="{e(v.ack_url)}">acknowledge</a>'
+        cells += f"<tr><th align=left>acknowledge</th><td>{link}</td></tr>"
     if v.evidence:
         evidence = e("\n".join(v.evidence))
         cells += f"<tr><th align=left>evidence</th><td><pre>{evidence}</pre></td></tr>"

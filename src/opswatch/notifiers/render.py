@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import AlertState, Notification, Severity, Transition, TransitionKind
+from opswatch.notifiers.acklinks import AckLinks
 
 _MAX_RULES_IN_TITLE = 3
 _MAX_EVIDENCE_LINES = 20
@@ -33,15 +34,18 @@ FALLBACK_MARK = "[fallback] "
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     """What the wording needs beyond the transitions: the runbook URL template
-    (``OPSWATCH_RUNBOOK_URL``, e.g. ``https://wiki.example/runbooks/{rule}``)."""
+    (``OPSWATCH_RUNBOOK_URL``, e.g. ``https://wiki.example/runbooks/{rule}``) and the signer
+    of one-click ack links (``OPSWATCH_EXTERNAL_URL``, :mod:`opswatch.notifiers.acklinks`)."""
 
     runbook_template: str | None = None
+    ack_links: AckLinks | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> RenderOptions:
         template = env.raw(RUNBOOK_VAR)
+        links = AckLinks.from_env(env)
         if template is None:
-            return cls()
+            return cls(ack_links=links)
         try:
             example = template.format(rule="cpu_high")
         except (KeyError, IndexError, ValueError):
@@ -51,12 +55,18 @@ class RenderOptions:
         parts = urlsplit(example)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(RUNBOOK_VAR, f"expected an http(s) URL template, got {template!r}")
-        return cls(template)
+        return cls(template, links)
 
     def runbook(self, rule: str) -> str | None:
         if self.runbook_template is None:
             return None
         return self.runbook_template.format(rule=quote(rule, safe=""))
+
+    def ack_url(self, transition: Transition, now: datetime) -> str | None:
+        """The one-click ack link of a firing transition (None: resolved, or no links)."""
+        if self.ack_links is None or is_resolved(transition):
+            return None
+        return self.ack_links.url(transition.alert, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,8 @@ class AlertView:
     actions: str | None = None
     #: the snapshot taken when the alert fired (top processes, longest queries)
     evidence: tuple[str, ...] = ()
+    #: the one-click ack link (``OPSWATCH_EXTERNAL_URL``) of a firing alert
+    ack_url: str | None = None
 
 
 def render(
@@ -118,6 +130,7 @@ def view(transition: Transition, now: datetime, options: RenderOptions | None = 
     alert = transition.alert
     resolved = is_resolved(transition)
     ended = (alert.resolved_at or transition.at) if resolved else now
+    options = options or RenderOptions()
     return AlertView(
         resolved=resolved,
         severity=alert.severity,
@@ -131,11 +144,12 @@ def view(transition: Transition, now: datetime, options: RenderOptions | None = 
         labels=tuple((k, alert.labels[k]) for k in sorted(alert.labels)),
         started=utc_iso(alert.started_at),
         duration=format_duration((ended - alert.started_at).total_seconds()),
-        runbook=(options or RenderOptions()).runbook(alert.rule),
+        runbook=options.runbook(alert.rule),
         acked_by=alert.acked_by,
         fingerprint=alert.fingerprint,
         actions=transition.note,
         evidence=transition.evidence[:_MAX_EVIDENCE_LINES],
+        ack_url=options.ack_url(transition, now),
     )
 
 
@@ -254,6 +268,8 @@ def _describe(v: AlertView) -> str:
         lines.append(f"  actions: {v.actions}")
     if v.runbook:
         lines.append(f"  runbook: {v.runbook}")
+    if v.ack_url:
+        lines.append(f"  acknowledge: {v.ack_url}")
     if v.evidence:
         lines.append("  evidence:")
         lines.extend(f"    {line}" for line in v.evidence)

@@ -299,6 +299,8 @@ def _section(v: AlertView) -> dict[str, Any]:
         lines.append(f"*actions:* {_escape(v.actions)}")
     if v.runbook:
         lines.append(f"<{v.runbook}|Runbook>")
+    if v.ack_url:
+        lines.append(f"<{v.ack_url}|Acknowledge>")
     if v.evidence:
         lines.append("```" + _escape("\n".join(v.evidence)) + "```")
     return {"type": "section", "text": _mrkdwn(_cut("\n".join(lines), _SECTION_CHARS))}

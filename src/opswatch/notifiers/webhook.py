@@ -43,7 +43,13 @@ from opswatch.notifiers.http import (
     parse_retry_after,
     read_text,
 )
-from opswatch.notifiers.render import RenderOptions, fallback_note, format_value, is_resolved
+from opswatch.notifiers.render import (
+    RenderOptions,
+    fallback_note,
+    format_value,
+    is_resolved,
+    rendered_at,
+)
 
 URL_VAR = "OPSWATCH_WEBHOOK_URL"
 TIMEOUT_VAR = "OPSWATCH_WEBHOOK_TIMEOUT"
@@ -219,13 +225,15 @@ def _refuse_two_credentials(urls: Sequence[Secret], headers: Mapping[str, Secret
 
 def payload(notification: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
     """The Alertmanager webhook body (version 4) for one notification. A configured runbook
-    URL is the ``runbook_url`` annotation (Alertmanager's convention); a fallback copy
+    URL is the ``runbook_url`` annotation (Alertmanager's convention), a firing alert's
+    one-click ack link (``OPSWATCH_EXTERNAL_URL``) the ``ack_url`` one; a fallback copy
     carries the ``fallback`` annotation saying which channel failed. A severity change (or
     an escalation) also resolves the alert under its previous severity (:func:`_retired`)."""
     note = fallback_note(notification)
     alerts: list[dict[str, Any]] = []
+    now = rendered_at(notification)
     for transition in notification.transitions:
-        alert = _alert(transition, options or RenderOptions(), note)
+        alert = _alert(transition, options or RenderOptions(), note, now)
         retired = _retired(transition, alert)
         if retired is not None:
             alerts.append(retired)
@@ -250,7 +258,9 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _alert(transition: Transition, options: RenderOptions, note: str | None) -> dict[str, Any]:
+def _alert(
+    transition: Transition, options: RenderOptions, note: str | None, now: datetime
+) -> dict[str, Any]:
     alert = transition.alert
     resolved = is_resolved(transition)
     labels = {"alertname": alert.rule, "severity": alert.severity.value, "check": alert.check}
@@ -264,6 +274,9 @@ def _alert(transition: Transition, options: RenderOptions, note: str | None) -> 
     runbook = options.runbook(alert.rule)
     if runbook is not None:
         annotations["runbook_url"] = runbook
+    ack_url = options.ack_url(transition, now)
+    if ack_url is not None:
+        annotations["ack_url"] = ack_url
     if note is not None:
         annotations["fallback"] = note
     if transition.note:
