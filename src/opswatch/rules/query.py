@@ -1,0 +1,383 @@
+"""User rules: a parsed :class:`~opswatch.rules.expr.RuleExpr` as a :class:`SetRule`.
+
+Each run of a check, a rule
+
+1. selects its samples (metric and label matchers) and turns each series into a value: the
+   sample's value, ``age`` (the run's time minus the value, a Unix timestamp), or ``rate`` /
+   ``increase`` over the samples of the last window seconds (by the samples' own time; a
+   value lower than the one before is a counter reset and counts from zero);
+2. aggregates the series (``max``/``min``/``sum``/``avg``, ``by`` the listed labels) and
+   divides by the other operand's series with the same labels (a zero divisor gives nothing);
+3. compares each result with its levels and clear thresholds (the threshold rule's
+   hysteresis), fires once a breach has lasted ``for`` seconds, and resolves once nothing has
+   been breached for ``keep_firing_for`` seconds.
+
+``absent(selector) for D`` remembers every series it has seen (per check) and fires for one
+that has had no sample for ``D`` seconds, until it reports again.
+
+Time is the ``now`` the evaluator passes (the run's time); nothing here reads a clock. A NaN
+value is skipped: the series keeps its state and an active one its finding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opswatch.model import Alert, Finding, Labels, Sample, Severity, fingerprint
+from opswatch.rules.base import INITIAL, Judge, SeriesState
+from opswatch.rules.expr import ExprError, Operand, RuleExpr
+from opswatch.rules.matchers import match_all
+from opswatch.rules.threshold import Level, ThresholdRule
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExprRule:
+    """A user rule named ``name`` (snake_case) from its parsed expression ``expr``.
+
+    Raises :class:`ExprError` (with the column of the levels) when the levels do not make a
+    rule: no comparison, or a clear threshold on the wrong side of its threshold."""
+
+    name: str
+    expr: RuleExpr
+    _levels: ThresholdRule = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ExprError(1, f"rule name {self.name!r} is not snake_case")
+        expr = self.expr
+        if not expr.absent and (expr.op is None or not expr.levels):
+            raise ExprError(expr.column, "expected a comparison such as '> 1000' or '< 1'")
+        levels = tuple(Level(lv.severity, lv.threshold, lv.clear) for lv in expr.levels)
+        if expr.absent:
+            levels = (Level(expr.levels[0].severity, expr.for_seconds),)
+        try:
+            threshold = ThresholdRule(
+                name=self.name,
+                metric=expr.left.selector.metric,
+                op=expr.op or ">",
+                levels=levels,
+                summary=self._summary(),
+            )
+        except ValueError as exc:
+            raise ExprError(expr.column, str(exc).removeprefix(f"rule {self.name}: ")) from None
+        object.__setattr__(self, "_levels", threshold)
+
+    def _summary(self) -> str:
+        expr = self.expr
+        if expr.summary is not None:
+            text = expr.summary
+        elif expr.absent:
+            text = f"{expr.left.selector.text} has reported nothing for {{value:.0f}}s"
+        else:
+            text = f"{expr.expression} is {{value:g}} (threshold {{threshold:g}})"
+        return text if expr.runbook is None else f"{text} (runbook: {expr.runbook})"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        expr = self.expr
+        if expr.right is None:
+            return (expr.left.selector.metric,)
+        return (expr.left.selector.metric, expr.right.selector.metric)
+
+    def matches(self, sample: Sample) -> bool:
+        return any(_selects(operand, sample) for operand in self._operands)
+
+    @property
+    def _operands(self) -> tuple[Operand, ...]:
+        expr = self.expr
+        return (expr.left,) if expr.right is None else (expr.left, expr.right)
+
+    def start(self) -> Judge:
+        return _AbsenceJudge(self) if self.expr.absent else _ValueJudge(self)
+
+    def summarize(self, severity: Severity, value: float, labels: Labels, check: str) -> str:
+        return self._levels.summarize(severity, value, labels, check)
+
+    def severity(self, state: SeriesState, value: float) -> Severity | None:
+        """The severity ``value`` has at once (hysteresis included), from an active ``state``."""
+        return self._levels.advance(state, value)[1]
+
+    def describe(self) -> dict[str, object]:
+        expr = self.expr
+        described: dict[str, object] = {
+            "name": self.name,
+            "kind": "expr",
+            "expression": expr.expression,
+            "metrics": list(self.metrics),
+        }
+        if expr.absent:
+            described["severity"] = expr.levels[0].severity.value
+        else:
+            described.update(self._levels.describe())
+            del described["for_cycles"], described["matchers"], described["metric"]
+            described["kind"] = "expr"
+        described.update(
+            for_s=expr.for_seconds,
+            keep_firing_for_s=expr.keep_firing_for,
+            labels=dict(expr.labels),
+            summary=self._summary(),
+        )
+        if expr.runbook is not None:
+            described["runbook"] = expr.runbook
+        return described
+
+
+def _selects(operand: Operand, sample: Sample) -> bool:
+    selector = operand.selector
+    return sample.metric == selector.metric and match_all(selector.matchers, sample.labels)
+
+
+def _labelled(rule: ExprRule, labels: Labels) -> tuple[str, dict[str, str]]:
+    """The finding's labels (the series' and the rule's extra ones) and its fingerprint."""
+    full = {**labels, **dict(rule.expr.labels)}
+    return fingerprint(rule.name, full), full
+
+
+class _Series:
+    """One result series' alerting state (``since``: pending since; ``calm``: clear since)."""
+
+    __slots__ = ("active", "calm", "labels", "since", "value")
+
+    def __init__(self, labels: dict[str, str], value: float) -> None:
+        self.labels = labels
+        self.value = value
+        self.active: Severity | None = None
+        self.since: float | None = None
+        self.calm: float | None = None
+
+
+class _ValueJudge:
+    """Values, rates, ages, aggregations and ratios compared with levels over time."""
+
+    def __init__(self, rule: ExprRule) -> None:
+        self._rule = rule
+        # (operand index, check) -> series labels -> (time, value) points in the window
+        self._windows: dict[tuple[int, str], dict[_LabelKey, deque[tuple[float, float]]]] = {}
+        # check -> fingerprint -> state of series that are pending or active
+        self._series: dict[str, dict[str, _Series]] = {}
+
+    def watching(self, check: str) -> bool:
+        return False
+
+    def pending(self, check: str) -> bool:
+        return any(
+            s.active is None and s.since is not None for s in self._series.get(check, {}).values()
+        )
+
+    def seed(self, alert: Alert) -> None:
+        series = _Series(dict(alert.labels), alert.value)
+        series.active = alert.severity
+        self._series.setdefault(alert.check, {})[alert.fingerprint] = series
+
+    def judge(
+        self, check: str, samples: Sequence[Sample], now: datetime
+    ) -> tuple[list[Finding], Mapping[str, float]]:
+        rule = self._rule
+        at = now.timestamp()
+        results = self._values(0, rule.expr.left, check, samples, at)
+        if rule.expr.right is not None:
+            divisors = self._values(1, rule.expr.right, check, samples, at)
+            results = {
+                key: (labels, value / divisors[key][1])
+                for key, (labels, value) in results.items()
+                if key in divisors and divisors[key][1] != 0
+            }
+        previous = self._series.get(check, {})
+        kept: dict[str, _Series] = {}
+        findings: list[Finding] = []
+        observed: dict[str, float] = {}
+        for labels, value in results.values():
+            fp, full = _labelled(rule, labels)
+            series = previous.get(fp) or _Series(full, value)
+            if math.isnan(value):
+                if fp not in previous:
+                    continue
+            else:
+                observed[fp] = value
+                series.value = value
+                self._advance(series, value, at)
+            if series.active is not None or series.since is not None:
+                kept[fp] = series
+            if series.active is not None:
+                findings.append(
+                    Finding(
+                        rule=rule.name,
+                        check=check,
+                        fingerprint=fp,
+                        severity=series.active,
+                        summary=rule.summarize(series.active, series.value, full, check),
+                        value=series.value,
+                        labels=full,
+                    )
+                )
+        if kept:
+            self._series[check] = kept
+        else:
+            self._series.pop(check, None)
+        return findings, observed
+
+    def _advance(self, series: _Series, value: float, at: float) -> None:
+        rule, expr = self._rule, self._rule.expr
+        if series.active is None:
+            hot = rule.severity(INITIAL, value)
+            if hot is None:
+                series.since = None
+                return
+            if series.since is None:
+                series.since = at
+            if at - series.since >= expr.for_seconds:
+                series.active, series.since, series.calm = hot, None, None
+            return
+        held = rule.severity(SeriesState(series.active), value)
+        if held is not None:
+            series.active, series.calm = held, None
+            return
+        if series.calm is None:
+            series.calm = at
+        if at - series.calm >= expr.keep_firing_for:
+            series.active, series.calm = None, None
+
+    def _values(
+        self, index: int, operand: Operand, check: str, samples: Sequence[Sample], at: float
+    ) -> dict[_LabelKey, tuple[Labels, float]]:
+        """Each result series of ``operand`` this run: its labels and value."""
+        values: dict[_LabelKey, tuple[Labels, float]] = {}
+        function = operand.function
+        windows = self._windows.setdefault((index, check), {}) if operand.window else None
+        for sample in samples:
+            if not _selects(operand, sample):
+                continue
+            key = tuple(sorted(sample.labels.items()))
+            value = sample.value
+            if function == "age":
+                value = at - value
+            elif windows is not None:
+                window = windows.get(key)
+                if window is None:
+                    window = windows[key] = deque()
+                windowed = _windowed(window, sample.at.timestamp(), value, operand)
+                if windowed is None:
+                    continue
+                value = windowed
+            values[key] = (sample.labels, value)
+        if windows is not None:
+            _forget_old(windows, at - operand.window)
+        if operand.aggregation is None:
+            return values
+        return _aggregate(operand, values.values())
+
+
+def _windowed(
+    window: deque[tuple[float, float]], at: float, value: float, operand: Operand
+) -> float | None:
+    """Add the point and give the window's rate or increase (``None``: one point so far)."""
+    if math.isnan(value):
+        return math.nan
+    if window and at <= window[-1][0]:
+        window.pop()  # the same run seen twice: the last value wins
+    window.append((at, value))
+    start = at - operand.window
+    while window[0][0] < start:
+        window.popleft()
+    if len(window) < 2:
+        return None
+    increase = 0.0
+    points = iter(window)
+    _, previous = next(points)
+    for _, current in points:
+        increase += current - previous if current >= previous else current
+        previous = current
+    if operand.function == "increase":
+        return increase
+    return increase / (window[-1][0] - window[0][0])
+
+
+def _forget_old(windows: dict[_LabelKey, deque[tuple[float, float]]], start: float) -> None:
+    stale = [key for key, window in windows.items() if not window or window[-1][0] < start]
+    for key in stale:
+        del windows[key]
+
+
+def _aggregate(
+    operand: Operand, series: Iterable[tuple[Labels, float]]
+) -> dict[_LabelKey, tuple[Labels, float]]:
+    groups: dict[_LabelKey, list[float]] = {}
+    by = operand.by
+    for labels, value in series:
+        if math.isnan(value):
+            continue
+        key = tuple((name, labels[name]) for name in by if labels.get(name))
+        groups.setdefault(key, []).append(value)
+    aggregation = operand.aggregation
+    result: dict[_LabelKey, tuple[Labels, float]] = {}
+    for key, values in groups.items():
+        if aggregation == "max":
+            total = max(values)
+        elif aggregation == "min":
+            total = min(values)
+        elif aggregation == "sum":
+            total = math.fsum(values)
+        else:
+            total = math.fsum(values) / len(values)
+        result[key] = (dict(key), total)
+    return result
+
+
+class _AbsenceJudge:
+    """``absent(selector) for D``: series seen before and silent for ``D`` seconds."""
+
+    def __init__(self, rule: ExprRule) -> None:
+        self._rule = rule
+        # check -> fingerprint -> (finding labels, time of the last sample)
+        self._seen: dict[str, dict[str, tuple[dict[str, str], float]]] = {}
+
+    def watching(self, check: str) -> bool:
+        return bool(self._seen.get(check))
+
+    def pending(self, check: str) -> bool:
+        return False
+
+    def seed(self, alert: Alert) -> None:
+        self._seen.setdefault(alert.check, {})[alert.fingerprint] = (
+            dict(alert.labels),
+            -math.inf,
+        )
+
+    def judge(
+        self, check: str, samples: Sequence[Sample], now: datetime
+    ) -> tuple[list[Finding], Mapping[str, float]]:
+        rule = self._rule
+        at = now.timestamp()
+        seen = self._seen.setdefault(check, {})
+        observed: dict[str, float] = {}
+        for sample in samples:
+            fp, full = _labelled(rule, sample.labels)
+            seen[fp] = (full, at)
+            observed[fp] = sample.value
+        severity = rule.expr.levels[0].severity
+        wait = rule.expr.for_seconds
+        findings: list[Finding] = []
+        for fp, (labels, last) in seen.items():
+            if fp in observed or at - last < wait:
+                continue
+            silent = at - last if math.isfinite(last) else wait
+            findings.append(
+                Finding(
+                    rule=rule.name,
+                    check=check,
+                    fingerprint=fp,
+                    severity=severity,
+                    summary=rule.summarize(severity, silent, labels, check),
+                    value=silent,
+                    labels=labels,
+                )
+            )
+        return findings, observed
