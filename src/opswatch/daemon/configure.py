@@ -23,8 +23,9 @@ from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
 from opswatch.redact import register as register_secrets
-from opswatch.rules.base import Rule
-from opswatch.rules.builtin import RuleSpec, builtin_rules
+from opswatch.rules.base import AnyRule
+from opswatch.rules.builtin import BUILTIN, RuleSpec, builtin_rules
+from opswatch.rules.sources import BUILTIN_ORIGIN, matches_nothing, user_rules
 from opswatch.rules.threshold import Level
 
 
@@ -35,7 +36,7 @@ class AppConfig:
     settings: Settings
     collectors: Sequence[Collector]
     notifiers: Sequence[Notifier]
-    rules: Sequence[Rule]
+    rules: Sequence[AnyRule]
     repeat_interval: Mapping[Severity, float]
     unknown_variables: Sequence[UnknownVariable] = field(default_factory=tuple)
     notify: NotifySettings = field(default_factory=NotifySettings)
@@ -43,6 +44,10 @@ class AppConfig:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
     api_token: Secret | None = None
+    #: where each rule came from (``built-in``, a variable, a file and line), by name
+    rule_origins: Mapping[str, str] = field(default_factory=dict)
+    #: ``(rule, metric)``: user rules selecting a metric no configured collector produces
+    rules_matching_nothing: Sequence[tuple[str, str]] = ()
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -64,7 +69,13 @@ class AppConfig:
             "notify": self.notify.describe(),
             "recovery": self.recovery.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
-            "rules": [r.describe() for r in self.rules],
+            "rules": [
+                {**r.describe(), "origin": self.rule_origins.get(r.name, BUILTIN_ORIGIN)}
+                for r in self.rules
+            ],
+            "rules_matching_nothing": [
+                {"rule": rule, "metric": metric} for rule, metric in self.rules_matching_nothing
+            ],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
@@ -114,12 +125,14 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     if notifiers:  # channel health is a check, its failure an alert like any other
         collectors.append(notify.health_check(clock))
         rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
+    tunable = [spec.name for spec in (*BUILTIN, NOTIFY_RULE)]
+    ruleset = user_rules(env, environ.keys(), rules, settings.interval, tunable)
     repeat = {
         Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
         Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
         Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
     }
-    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
+    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in ruleset.rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
@@ -128,11 +141,15 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         settings,
         tuple(collectors),
         tuple(notifiers),
-        tuple(rules),
+        ruleset.rules,
         repeat,
         unknown,
         notify,
         recovery=recovery,
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
+        rule_origins=ruleset.origins,
+        rules_matching_nothing=matches_nothing(
+            ruleset.rules, {collector.name for collector in collectors}
+        ),
     )
