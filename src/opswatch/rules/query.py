@@ -75,9 +75,9 @@ class ExprRule:
         if expr.summary is not None:
             text = expr.summary
         elif expr.absent:
-            text = f"{expr.left.selector.text} has reported nothing for {{value:.0f}}s"
+            text = f"{_literal(expr.left.selector.text)} has reported nothing for {{value:.0f}}s"
         else:
-            text = f"{expr.expression} is {{value:g}} (threshold {{threshold:g}})"
+            text = f"{_literal(expr.expression)} is {{value:g}} (threshold {{threshold:g}})"
         return text if expr.runbook is None else f"{text} (runbook: {expr.runbook})"
 
     @property
@@ -128,6 +128,11 @@ class ExprRule:
         if expr.runbook is not None:
             described["runbook"] = expr.runbook
         return described
+
+
+def _literal(text: str) -> str:
+    """``text`` as a literal part of a :meth:`str.format` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _selects(operand: Operand, sample: Sample) -> bool:
