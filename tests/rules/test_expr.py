@@ -9,7 +9,7 @@ from opswatch.rules.expr import ExprError, LevelExpr, Operand, Selector, parse, 
 from opswatch.rules.matchers import LabelMatcher
 from opswatch.rules.query import ExprRule
 
-W, C, E, I = Severity.WARNING, Severity.CRITICAL, Severity.EMERGENCY, Severity.INFO
+W, C, E, INFO = Severity.WARNING, Severity.CRITICAL, Severity.EMERGENCY, Severity.INFO
 
 
 def test_a_full_rule_parses_into_its_parts() -> None:
@@ -50,7 +50,7 @@ def test_every_matcher_operator_is_understood() -> None:
 def test_levels_per_severity_each_take_their_own_clear() -> None:
     rule = parse("x.y > info=1 warning=10 clear=8 critical=50 clear 40 emergency=90")
     assert rule.levels == (
-        LevelExpr(I, 1),
+        LevelExpr(INFO, 1),
         LevelExpr(W, 10, 8),
         LevelExpr(C, 50, 40),
         LevelExpr(E, 90),
@@ -87,7 +87,8 @@ def test_aggregations_group_by_labels_and_may_wrap_functions() -> None:
 def test_a_ratio_divides_two_operands() -> None:
     rule = parse("redis.used_memory / max by (target) (redis.maxmemory) > 0.9")
     assert rule.left.selector.metric == "redis.used_memory"
-    assert rule.right is not None and rule.right.aggregation == "max"
+    assert rule.right is not None
+    assert rule.right.aggregation == "max"
     assert rule.expression == "redis.used_memory / max by (target) (redis.maxmemory)"
 
 

@@ -42,7 +42,8 @@ def test_matchers_select_the_series_and_extra_labels_join_the_finding() -> None:
         [
             rule(
                 "orders_deep",
-                'rabbitmq.messages_ready{queue=~"orders.*"} > 1000 labels team=payments summary="{queue} holds {value:.0f}"',
+                'rabbitmq.messages_ready{queue=~"orders.*"} > 1000 labels team=payments '
+                'summary="{queue} holds {value:.0f}"',
             )
         ]
     )

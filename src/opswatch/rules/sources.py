@@ -162,8 +162,8 @@ def _from_file(env: Env) -> list[UserRule]:
     lines = text.split("\n")
     rules: list[UserRule] = []
     for name, value in table.items():
-        line, column = _position(lines, name)
-        where = f"{path}, line {line}"
+        key_line, line, column = _position(lines, name)
+        where = f"{path}, line {key_line}"
         if not isinstance(value, str):
             raise ConfigError(FILE_VAR, f"{where}: {name} must be a rule expression in quotes")
         if not _NAME.match(name):
@@ -172,8 +172,8 @@ def _from_file(env: Env) -> list[UserRule]:
     return rules
 
 
-def _position(lines: list[str], name: str) -> tuple[int, int]:
-    """The line of ``name = ...`` and the column just inside the value's opening quote."""
+def _position(lines: list[str], name: str) -> tuple[int, int, int]:
+    """The line of ``name = ...``, and the line and column of the value's first character."""
     key = re.compile(
         rf"""^\s*(?:{re.escape(name)}|"{re.escape(name)}"|'{re.escape(name)}')\s*=\s*"""
     )
@@ -183,10 +183,10 @@ def _position(lines: list[str], name: str) -> tuple[int, int]:
             rest = line[match.end() :]
             if rest[:3] in ('"""', "'''"):
                 if not rest[3:].strip():  # the newline after the quotes is not in the string
-                    return number + 1, 1
-                return number, match.end() + 4
-            return number, match.end() + 2
-    return 1, 1
+                    return number, number + 1, 1
+                return number, number, match.end() + 4
+            return number, number, match.end() + 2
+    return 1, 1, 1
 
 
 def _narrowed(expr: RuleExpr, builtins: dict[str, Rule]) -> Rule | None:
