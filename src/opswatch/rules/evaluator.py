@@ -65,6 +65,8 @@ class RuleEvaluator:
         for index, set_rule in enumerate(self._sets):
             for metric in dict.fromkeys(set_rule.metrics):
                 self._sets_by_metric.setdefault(metric, []).append((index, set_rule))
+        # (metric, labels) -> the set rules selecting that series: matchers run once a series
+        self._selections: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, ...]] = {}
         # (rule name, check) -> fingerprint -> series; only series with a non-initial state
         self._series: dict[tuple[str, str], dict[str, _Series]] = {}
         self._fingerprints: list[dict[tuple[tuple[str, str], ...], str]] = [{} for _ in self._rules]
@@ -112,10 +114,9 @@ class RuleEvaluator:
                     if rule.matches(sample):
                         fp = self._fingerprint(index, rule.name, sample)
                         seen.setdefault(index, {})[fp] = sample
-            if sets_by_metric:
-                for set_index, set_rule in sets_by_metric.get(sample.metric, ()):
-                    if set_rule.matches(sample):
-                        selected.setdefault(set_index, []).append(sample)
+            if sets_by_metric and sample.metric in sets_by_metric:
+                for set_index in self._selecting(sample):
+                    selected.setdefault(set_index, []).append(sample)
 
         findings: list[Finding] = []
         observed: dict[str, float] = {}
@@ -187,6 +188,17 @@ class RuleEvaluator:
                 continue
             judged[self._sets[index].name] = judge.judge(check, batch or (), at)
         return judged
+
+    def _selecting(self, sample: Sample) -> tuple[int, ...]:
+        key = (sample.metric, tuple(sample.labels.items()))
+        indices = self._selections.get(key)
+        if indices is None:
+            if len(self._selections) >= _FINGERPRINT_CACHE:
+                self._selections.clear()
+            indices = self._selections[key] = tuple(
+                index for index, rule in self._sets_by_metric[sample.metric] if rule.matches(sample)
+            )
+        return indices
 
     def _fingerprint(self, index: int, name: str, sample: Sample) -> str:
         cache = self._fingerprints[index]

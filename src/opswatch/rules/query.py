@@ -36,6 +36,8 @@ from opswatch.rules.threshold import Level, ThresholdRule
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LabelKey = tuple[tuple[str, str], ...]
+#: label sets whose identity a rule caches before the cache is dropped
+_CACHE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +142,26 @@ def _selects(operand: Operand, sample: Sample) -> bool:
     return sample.metric == selector.metric and match_all(selector.matchers, sample.labels)
 
 
-def _labelled(rule: ExprRule, labels: Labels) -> tuple[str, dict[str, str]]:
-    """The finding's labels (the series' and the rule's extra ones) and its fingerprint."""
-    full = {**labels, **dict(rule.expr.labels)}
-    return fingerprint(rule.name, full), full
+class _Identities:
+    """Each series' fingerprint and finding labels (its own and the rule's extra ones),
+    computed once per label set (the cache is dropped when it grows past a bound)."""
+
+    __slots__ = ("_cache", "_extra", "_name")
+
+    def __init__(self, rule: ExprRule) -> None:
+        self._name = rule.name
+        self._extra = dict(rule.expr.labels)
+        self._cache: dict[_LabelKey, tuple[str, dict[str, str]]] = {}
+
+    def of(self, labels: Labels) -> tuple[str, dict[str, str]]:
+        key = tuple(labels.items())
+        known = self._cache.get(key)
+        if known is None:
+            if len(self._cache) >= _CACHE:
+                self._cache.clear()
+            full = {**labels, **self._extra}
+            known = self._cache[key] = (fingerprint(self._name, full), full)
+        return known
 
 
 class _Series:
@@ -164,8 +182,9 @@ class _ValueJudge:
 
     def __init__(self, rule: ExprRule) -> None:
         self._rule = rule
+        self._identities = _Identities(rule)
         # (operand index, check) -> series labels -> (time, value) points in the window
-        self._windows: dict[tuple[int, str], dict[_LabelKey, deque[tuple[float, float]]]] = {}
+        self._windows: dict[tuple[int, str], dict[_LabelKey, _Window]] = {}
         # check -> fingerprint -> state of series that are pending or active
         self._series: dict[str, dict[str, _Series]] = {}
 
@@ -200,7 +219,7 @@ class _ValueJudge:
         findings: list[Finding] = []
         observed: dict[str, float] = {}
         for labels, value in results.values():
-            fp, full = _labelled(rule, labels)
+            fp, full = self._identities.of(labels)
             series = previous.get(fp) or _Series(full, value)
             if math.isnan(value):
                 if fp not in previous:
@@ -257,17 +276,19 @@ class _ValueJudge:
         values: dict[_LabelKey, tuple[Labels, float]] = {}
         function = operand.function
         windows = self._windows.setdefault((index, check), {}) if operand.window else None
+        alone = self._rule.expr.right is None  # every sample given is the operand's
         for sample in samples:
-            if not _selects(operand, sample):
+            if not alone and not _selects(operand, sample):
                 continue
-            key = tuple(sorted(sample.labels.items()))
+            items = sample.labels.items()
+            key = tuple(items) if alone else tuple(sorted(items))
             value = sample.value
             if function == "age":
                 value = at - value
             elif windows is not None:
                 window = windows.get(key)
                 if window is None:
-                    window = windows[key] = deque()
+                    window = windows[key] = _Window()
                 windowed = _windowed(window, sample.at.timestamp(), value, operand)
                 if windowed is None:
                     continue
@@ -280,33 +301,54 @@ class _ValueJudge:
         return _aggregate(operand, values.values())
 
 
-def _windowed(
-    window: deque[tuple[float, float]], at: float, value: float, operand: Operand
-) -> float | None:
+class _Window:
+    """A series' points of the last window seconds and the increase they add up to (each
+    point's rise from the one before; a fall is a counter reset, and the point counts whole)."""
+
+    __slots__ = ("increase", "points")
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float, float]] = deque()  # (time, value, rise)
+        self.increase = 0.0
+
+    def add(self, at: float, value: float, width: float) -> None:
+        points = self.points
+        while points and at <= points[-1][0]:  # the same run twice (the last wins), or time back
+            self.increase -= points.pop()[2]
+        if points:
+            previous = points[-1][1]
+            rise = value - previous if value >= previous else value
+        else:
+            rise = 0.0
+        points.append((at, value, rise))
+        self.increase += rise
+        start = at - width
+        while points[0][0] < start:
+            points.popleft()
+            self.increase -= points[0][2]  # the new first point's rise is before the window
+            points[0] = (points[0][0], points[0][1], 0.0)
+        if len(points) == 1:
+            self.increase = 0.0  # no drift survives an emptied window
+
+    @property
+    def span(self) -> float:
+        return self.points[-1][0] - self.points[0][0]
+
+
+def _windowed(window: _Window, at: float, value: float, operand: Operand) -> float | None:
     """Add the point and give the window's rate or increase (``None``: one point so far)."""
     if math.isnan(value):
         return math.nan
-    if window and at <= window[-1][0]:
-        window.pop()  # the same run seen twice: the last value wins
-    window.append((at, value))
-    start = at - operand.window
-    while window[0][0] < start:
-        window.popleft()
-    if len(window) < 2:
+    window.add(at, value, operand.window)
+    if len(window.points) < 2:
         return None
-    increase = 0.0
-    points = iter(window)
-    _, previous = next(points)
-    for _, current in points:
-        increase += current - previous if current >= previous else current
-        previous = current
     if operand.function == "increase":
-        return increase
-    return increase / (window[-1][0] - window[0][0])
+        return window.increase
+    return window.increase / window.span
 
 
-def _forget_old(windows: dict[_LabelKey, deque[tuple[float, float]]], start: float) -> None:
-    stale = [key for key, window in windows.items() if not window or window[-1][0] < start]
+def _forget_old(windows: dict[_LabelKey, _Window], start: float) -> None:
+    stale = [key for key, window in windows.items() if window.points[-1][0] < start]
     for key in stale:
         del windows[key]
 
@@ -341,6 +383,7 @@ class _AbsenceJudge:
 
     def __init__(self, rule: ExprRule) -> None:
         self._rule = rule
+        self._identities = _Identities(rule)
         # check -> fingerprint -> (finding labels, time of the last sample)
         self._seen: dict[str, dict[str, tuple[dict[str, str], float]]] = {}
 
@@ -364,7 +407,7 @@ class _AbsenceJudge:
         seen = self._seen.setdefault(check, {})
         observed: dict[str, float] = {}
         for sample in samples:
-            fp, full = _labelled(rule, sample.labels)
+            fp, full = self._identities.of(sample.labels)
             seen[fp] = (full, at)
             observed[fp] = sample.value
         severity = rule.expr.levels[0].severity
