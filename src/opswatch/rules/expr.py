@@ -111,7 +111,7 @@ class Operand:
     def text(self) -> str:
         inner = self.selector.text
         if self.function in ("rate", "increase"):
-            inner = f"{self.function}({inner}[{_seconds_text(self.window)}])"
+            inner = f"{self.function}({inner}[{seconds_text(self.window)}])"
         elif self.function == "age":
             inner = f"age({inner})"
         if self.aggregation is None:
@@ -509,6 +509,15 @@ class _Clauses:
         )
 
 
+def duration(text: str) -> float:
+    """Seconds from one duration such as ``90s``, ``5m`` or ``1.5h`` (a bare number is
+    seconds); raises :class:`ExprError`."""
+    tokens = tokenize(text)
+    if len(tokens) != 2 or tokens[0].kind != "number" or tokens[0].text.startswith("-"):
+        raise ExprError(1, f"expected a duration such as 30s, 5m or 1h, got {text!r}")
+    return _number_value(tokens[0])
+
+
 def _number_value(token: Token) -> float:
     number, unit = _UNIT.fullmatch(token.text).groups()  # type: ignore[union-attr]
     return float(number) * (_UNITS[unit] if unit else 1.0)
@@ -519,7 +528,8 @@ def _unquote(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
-def _seconds_text(seconds: float) -> str:
+def seconds_text(seconds: float) -> str:
+    """``300`` -> ``5m``, ``90`` -> ``90s`` (the largest unit that divides it)."""
     for unit in ("d", "h", "m"):
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
