@@ -107,6 +107,7 @@ class RuleEvaluator:
         seen: dict[int, dict[str, Sample]] = {}
         selected: dict[int, list[Sample]] = {}
         by_metric, sets_by_metric = self._by_metric, self._sets_by_metric
+        selections = self._selections
         for sample in samples:
             candidates = by_metric.get(sample.metric)
             if candidates is not None:
@@ -115,8 +116,13 @@ class RuleEvaluator:
                         fp = self._fingerprint(index, rule.name, sample)
                         seen.setdefault(index, {})[fp] = sample
             if sets_by_metric and sample.metric in sets_by_metric:
-                for set_index in self._selecting(sample):
-                    selected.setdefault(set_index, []).append(sample)
+                indices = selections.get((sample.metric, tuple(sample.labels.items())))
+                for set_index in self._selecting(sample) if indices is None else indices:
+                    batch = selected.get(set_index)
+                    if batch is None:
+                        selected[set_index] = [sample]
+                    else:
+                        batch.append(sample)
 
         findings: list[Finding] = []
         observed: dict[str, float] = {}

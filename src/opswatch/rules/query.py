@@ -153,8 +153,10 @@ class _Identities:
         self._extra = dict(rule.expr.labels)
         self._cache: dict[_LabelKey, tuple[str, dict[str, str]]] = {}
 
-    def of(self, labels: Labels) -> tuple[str, dict[str, str]]:
-        key = tuple(labels.items())
+    def of(self, labels: Labels, key: _LabelKey | None = None) -> tuple[str, dict[str, str]]:
+        """``key``: ``labels``' items as a tuple, when the caller has it already."""
+        if key is None:
+            key = tuple(labels.items())
         known = self._cache.get(key)
         if known is None:
             if len(self._cache) >= _CACHE:
@@ -218,8 +220,8 @@ class _ValueJudge:
         kept: dict[str, _Series] = {}
         findings: list[Finding] = []
         observed: dict[str, float] = {}
-        for labels, value in results.values():
-            fp, full = self._identities.of(labels)
+        for key, (labels, value) in results.items():
+            fp, full = self._identities.of(labels, key)
             series = previous.get(fp) or _Series(full, value)
             if math.isnan(value):
                 if fp not in previous:
