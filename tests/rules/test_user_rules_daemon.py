@@ -103,9 +103,8 @@ async def test_a_rule_on_a_scraped_counter_fires_and_resolves(
             "OPSWATCH_CHECKS": "prometheus",
             "OPSWATCH_PROMETHEUS_TARGETS": f"jobs={app_metrics.url}/metrics",
             "OPSWATCH_PROMETHEUS_JOBS_RATES": "jobs_failed_total",
-            "OPSWATCH_RULE_JOBS_FAILING": (
-                'prometheus.rate{counter="jobs_failed_total"} > 1 severity=critical labels team=jobs'
-            ),
+            "OPSWATCH_RULE_JOBS_FAILING": 'prometheus.rate{counter="jobs_failed_total"} > 1 '
+            "severity=critical labels team=jobs",
         },
         clock,
     )
