@@ -313,6 +313,10 @@ class Env:
             raise ConfigError(name, f"host {_shown(host)} does not resolve") from None
         return host, int(port_text)
 
+    def named(self, prefix: str) -> list[str]:
+        """The names of the variables that start with ``prefix``, sorted (none is read)."""
+        return sorted(key for key in self._environ if key.startswith(prefix))
+
     def unknown(self, ignored_prefixes: tuple[str, ...]) -> list[UnknownVariable]:
         """``OPSWATCH_*`` variables that are set but that no getter read (except those under
         ``ignored_prefixes``, read elsewhere), each with the closest name that was read."""
