@@ -128,6 +128,10 @@ class Env:
 
     def raw(self, name: str) -> str | None:
         self.read.add(name)
+        return self.peek(name)
+
+    def peek(self, name: str) -> str | None:
+        """Like :meth:`raw`, without counting ``name`` as read."""
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None

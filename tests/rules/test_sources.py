@@ -228,3 +228,20 @@ def test_check_config_prints_every_rule_with_its_origin_and_what_matches_nothing
     assert printed["rules_matching_nothing"] == [
         {"rule": "orders", "metric": "rabbitmq.messages_ready"}
     ]
+
+
+def test_a_misspelt_threshold_variable_is_reported_as_unknown_not_read_as_a_rule(
+    tmp_path: Path,
+) -> None:
+    cfg = config(
+        tmp_path,
+        OPSWATCH_RULE_CPU_HIGH_WARNNG="50",
+        OPSWATCH_RULE_MEMORY_HIGH_FOOR="5m",
+        OPSWATCH_RULE_DISK_FULL_CRITICL="off",
+    )
+    assert {u.name: u.closest for u in cfg.unknown_variables} == {
+        "OPSWATCH_RULE_CPU_HIGH_WARNNG": "OPSWATCH_RULE_CPU_HIGH_WARNING",
+        "OPSWATCH_RULE_MEMORY_HIGH_FOOR": "OPSWATCH_RULE_MEMORY_HIGH_FOR",
+        "OPSWATCH_RULE_DISK_FULL_CRITICL": "OPSWATCH_RULE_DISK_FULL_CRITICAL",
+    }
+    assert set(cfg.rule_origins.values()) == {"built-in"}

@@ -3,7 +3,8 @@
 * ``OPSWATCH_RULE_ORDERS_DEEP='rabbitmq.messages_ready{queue=~"orders.*"} > 1000 for 5m'``
   defines the rule ``orders_deep`` (see :mod:`opswatch.rules.expr` for the language). The
   built-in threshold variables (``OPSWATCH_RULE_CPU_HIGH_WARNING``, ``..._CLEAR``, ``_FOR``,
-  ``_FOR_CYCLES``) keep their meaning and are never read as rules.
+  ``_FOR_CYCLES``) keep their meaning and are never read as rules, nor is a variable whose value
+is a number, a duration or ``off`` (a misspelt threshold variable: reported as unknown).
 * ``OPSWATCH_RULES_FILE``: a TOML file of ``name = 'expression'`` entries (comments with
   ``#``; a ``'''...'''`` string may span lines).
 
@@ -32,6 +33,10 @@ RULE_PREFIX = f"{PREFIX}RULE_"
 FILE_VAR = f"{PREFIX}RULES_FILE"
 BUILTIN_ORIGIN = "built-in"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: a value that is a threshold setting (a number, a duration, off), never a rule
+_SETTING = re.compile(
+    r"^(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:ms|s|m|h|d)?|off|none|disabled)$", re.I
+)
 _TUNING = tuple(f"_{s.value.upper()}" for s in Severity)
 
 
@@ -127,9 +132,10 @@ def _from_variables(env: Env, names: Iterable[str], tuning: set[str]) -> list[Us
     for variable in sorted(names):
         if not variable.startswith(RULE_PREFIX) or _is_tuning(variable, tuning):
             continue
-        text = env.raw(variable)
-        if text is None:
-            continue
+        text = env.peek(variable)
+        if text is None or _SETTING.match(text):
+            continue  # a number or "off": a misspelt threshold variable, reported as unknown
+        env.raw(variable)
         name = variable.removeprefix(RULE_PREFIX).lower()
         if not _NAME.match(name):
             raise ConfigError(variable, f"a rule name must be snake_case, got {name!r}")
