@@ -192,3 +192,19 @@ def test_a_clear_on_the_wrong_side_of_its_threshold_is_refused() -> None:
     with pytest.raises(ExprError, match="warning clear 12 is above its threshold 10") as caught:
         ExprRule("x", parse("x.y > 10 clear 12"))
     assert caught.value.column == 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'rabbitmq.messages_ready{queue=~"orders.*"} > warning=1000 clear 800 for 5m '
+        'keep_firing_for 10m labels team="payments" summary="{queue} \\"deep\\"" runbook="https://w/q"',
+        "sum by (vhost) (rate(x.y[5m])) / max (x.z) < info=0.5 critical=0.1 clear 0.2",
+        'absent(process.up{target="w"}) for 10m severity=critical',
+        "age(app.ping) > warning=93600",
+    ],
+)
+def test_the_normalised_text_parses_back_to_the_same_rule(text: str) -> None:
+    rule = parse(text)
+    assert rule.text == text
+    assert parse(rule.text) == rule

@@ -145,6 +145,29 @@ class RuleExpr:
     column: int = 1
 
     @property
+    def text(self) -> str:
+        """The whole rule, normalised: what ``check-config`` shows as parsed."""
+        parts = [self.expression]
+        if self.op is not None:
+            parts.append(self.op)
+        for level in self.levels if not self.absent else ():
+            parts.append(f"{level.severity.value}={level.threshold:g}")
+            if level.clear is not None:
+                parts.append(f"clear {level.clear:g}")
+        if self.for_seconds:
+            parts.append(f"for {seconds_text(self.for_seconds)}")
+        if self.keep_firing_for:
+            parts.append(f"keep_firing_for {seconds_text(self.keep_firing_for)}")
+        if self.absent:
+            parts.append(f"severity={self.levels[0].severity.value}")
+        if self.labels:
+            parts.append("labels " + ", ".join(f"{k}={_quoted(v)}" for k, v in self.labels))
+        for word, value in (("summary", self.summary), ("runbook", self.runbook)):
+            if value is not None:
+                parts.append(f"{word}={_quoted(value)}")
+        return " ".join(parts)
+
+    @property
     def expression(self) -> str:
         """The selection part, normalised (``absent(x)``, ``a / b``)."""
         if self.absent:
@@ -521,6 +544,11 @@ def duration(text: str) -> float:
 def _number_value(token: Token) -> float:
     number, unit = _UNIT.fullmatch(token.text).groups()  # type: ignore[union-attr]
     return float(number) * (_UNITS[unit] if unit else 1.0)
+
+
+def _quoted(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _unquote(text: str) -> str:

@@ -112,6 +112,7 @@ class ExprRule:
         described: dict[str, object] = {
             "name": self.name,
             "kind": "expr",
+            "rule": expr.text,
             "expression": expr.expression,
             "metrics": list(self.metrics),
         }
