@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+from opswatch.config import Env
 from opswatch.model import Alert, AlertState, Sample, Severity, fingerprint
+from opswatch.rules import RULE_KINDS
+from opswatch.rules.builtin import builtin_rules
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.rules.expr import parse
 from opswatch.rules.query import ExprRule
@@ -285,3 +288,10 @@ def test_a_run_time_given_to_the_evaluator_beats_the_samples_time() -> None:
     assert evaluator.evaluate("c", [], now=at(30)).findings == ()
     assert len(evaluator.evaluate("c", [], now=at(60)).findings) == 1
     assert evaluator.evaluate("c", []).findings == ()  # no time: nothing judged
+
+
+def test_every_rule_kind_is_registered_under_the_kind_it_describes() -> None:
+    described = [*builtin_rules(Env({}), 30.0), rule("x", "x.y > 1"), rule("a", "absent(x.y)")]
+    assert {type(r) for r in described} == set(RULE_KINDS.values())
+    for each in described:
+        assert RULE_KINDS[str(each.describe()["kind"])] is type(each)
