@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from opswatch.config import Env
 from opswatch.model import Alert, AlertState, Sample, Severity, fingerprint
 from opswatch.rules import RULE_KINDS
+from opswatch.rules.base import AnyRule
 from opswatch.rules.builtin import builtin_rules
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.rules.expr import parse
@@ -291,7 +292,11 @@ def test_a_run_time_given_to_the_evaluator_beats_the_samples_time() -> None:
 
 
 def test_every_rule_kind_is_registered_under_the_kind_it_describes() -> None:
-    described = [*builtin_rules(Env({}), 30.0), rule("x", "x.y > 1"), rule("a", "absent(x.y)")]
+    described: list[AnyRule] = [
+        *builtin_rules(Env({}), 30.0),
+        rule("x", "x.y > 1"),
+        rule("a", "absent(x.y)"),
+    ]
     assert {type(r) for r in described} == set(RULE_KINDS.values())
     for each in described:
         assert RULE_KINDS[str(each.describe()["kind"])] is type(each)
