@@ -57,9 +57,12 @@ class ExprRule:
         expr = self.expr
         if not expr.absent and (expr.op is None or not expr.levels):
             raise ExprError(expr.column, "expected a comparison such as '> 1000' or '< 1'")
-        levels = tuple(Level(lv.severity, lv.threshold, lv.clear) for lv in expr.levels)
-        if expr.absent:
-            levels = (Level(expr.levels[0].severity, expr.for_seconds),)
+        # an absence's one level compares the silent seconds with its wait (for the summary)
+        levels = (
+            (Level(expr.levels[0].severity, expr.for_seconds),)
+            if expr.absent
+            else tuple(Level(lv.severity, lv.threshold, lv.clear) for lv in expr.levels)
+        )
         try:
             threshold = ThresholdRule(
                 name=self.name,
@@ -119,9 +122,8 @@ class ExprRule:
         if expr.absent:
             described["severity"] = expr.levels[0].severity.value
         else:
-            described.update(self._levels.describe())
-            del described["for_cycles"], described["matchers"], described["metric"]
-            described["kind"] = "expr"
+            levels = self._levels.describe()
+            described.update(op=levels["op"], levels=levels["levels"])
         described.update(
             for_s=expr.for_seconds,
             keep_firing_for_s=expr.keep_firing_for,
