@@ -128,6 +128,10 @@ class Env:
 
     def raw(self, name: str) -> str | None:
         self.read.add(name)
+        return self.peek(name)
+
+    def peek(self, name: str) -> str | None:
+        """Like :meth:`raw`, without counting ``name`` as read."""
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None
@@ -302,6 +306,10 @@ class Env:
         except (OSError, UnicodeError):
             raise ConfigError(name, f"host {_shown(host)} does not resolve") from None
         return host, int(port_text)
+
+    def named(self, prefix: str) -> list[str]:
+        """The names of the variables that start with ``prefix``, sorted (none is read)."""
+        return sorted(key for key in self._environ if key.startswith(prefix))
 
     def unknown(self, ignored_prefixes: tuple[str, ...]) -> list[UnknownVariable]:
         """``OPSWATCH_*`` variables that are set but that no getter read (except those under

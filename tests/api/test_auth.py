@@ -188,9 +188,7 @@ async def test_read_routes_beyond_loopback_need_the_read_or_the_write_token(
 
 
 async def test_read_routes_on_loopback_are_open(tmp_path: Path) -> None:
-    environ = _environ(
-        tmp_path, "127.0.0.1:0", OPSWATCH_API_READ_TOKEN=READ_TOKEN, **HEARTBEAT_X
-    )
+    environ = _environ(tmp_path, "127.0.0.1:0", OPSWATCH_API_READ_TOKEN=READ_TOKEN, **HEARTBEAT_X)
     async for daemon in _daemon(environ):
         for route in READS:
             status, answer = await daemon.call(route, {})

@@ -169,6 +169,27 @@ async def test_routes_follow_severity_and_the_resolution_follows_the_firing(
     assert resolved_on_slack.body["text"] == "[RESOLVED] disk_full on host"
 
 
+async def test_a_user_rules_label_routes_its_alert_past_the_severity_route(
+    daemon: Daemon, clock: ManualClock, hook: Receiver, slack: Receiver
+) -> None:
+    slack.script(SLACK_OK)
+    app = await daemon.open(
+        OPSWATCH_WEBHOOK_URL=hook.url + "/hooks/SECRETPATH",
+        OPSWATCH_SLACK_TOKEN=TOKEN,
+        OPSWATCH_SLACK_CHANNEL="#storage",
+        OPSWATCH_SLACK_API_URL=slack.url + "/api",
+        OPSWATCH_ROUTE_WARNING="webhook",
+        OPSWATCH_RULE_DISK_DATA='disk_full{mountpoint="/data"} warning=95 labels team=storage',
+        OPSWATCH_ROUTE_MATCH_STORAGE="team=storage -> slack",
+    )
+
+    await cycle(app, clock, {"/data": 97.0, "/var": 86.0})
+
+    (to_slack,) = slack.requests
+    assert to_slack.body["text"] == "[FIRING:1] disk_data on host"
+    assert [alertnames(r) for r in hook.requests] == [[("disk_full", "firing")]]
+
+
 async def test_a_channel_down_for_a_while_gets_each_message_exactly_once_when_back(
     daemon: Daemon, clock: ManualClock, hook: Receiver
 ) -> None:

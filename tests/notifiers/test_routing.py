@@ -1,4 +1,4 @@
-"""Routing by severity, as a pure function of transitions, the route table and history."""
+"""Routing by labels and severity: a pure function of transitions, route table and history."""
 
 from __future__ import annotations
 
@@ -175,3 +175,60 @@ def test_plan_keeps_configuration_order_and_shares_a_message_between_equal_chann
     group = [transition(severity=Severity.CRITICAL)]
 
     assert plan(group, table(), notified) == [((HOOK, SLACK, MAIL), tuple(group))]
+
+
+def test_a_label_route_takes_the_alerts_it_matches_and_the_rest_keep_their_severity_route() -> None:
+    routes = table(
+        OPSWATCH_ROUTE_MATCH_PAYMENTS="team=payments -> slack",
+        OPSWATCH_ROUTE_CRITICAL="email",
+    )
+    payments = transition("orders_deep", labels={"team": "payments"}, severity=Severity.CRITICAL)
+    other = transition("orders_deep", labels={"team": "search"}, severity=Severity.CRITICAL)
+
+    assert channels_for(payments, routes, {}) == {SLACK}
+    assert channels_for(other, routes, {}) == {MAIL}
+
+
+def test_label_routes_are_tried_in_the_order_of_their_names_and_the_first_match_wins() -> None:
+    routes = table(
+        OPSWATCH_ROUTE_MATCH_20_TEAM="team=payments -> slack",
+        OPSWATCH_ROUTE_MATCH_10_DISKS=f"rule=~disk_.*, check!=lab -> {MAIL}, webhook",
+    )
+    disk = transition("disk_data", labels={"team": "payments"})
+    lab = transition("disk_data", check="lab", labels={"team": "payments"})
+
+    assert channels_for(disk, routes, {}) == {MAIL, HOOK}
+    assert channels_for(lab, routes, {}) == {SLACK}
+    assert routes.describe()["match"] == [
+        {"name": "10_disks", "match": ["rule=~disk_.*", "check!=lab"], "channels": [HOOK, MAIL]},
+        {"name": "20_team", "match": ["team=payments"], "channels": [SLACK]},
+    ]
+
+
+def test_a_resolution_still_follows_where_a_label_routed_alert_was_notified() -> None:
+    routes = table(OPSWATCH_ROUTE_MATCH_PAYMENTS="team=payments -> none")
+    resolved = transition(labels={"team": "payments"}, kind=TransitionKind.RESOLVED)
+
+    assert channels_for(resolved, routes, {resolved.alert.fingerprint: frozenset({SLACK})}) == {
+        SLACK
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("team=payments slack", "expected 'MATCHER, ... -> CHANNEL, ...'"),
+        (" -> slack", "expected 'MATCHER, ... -> CHANNEL, ...'"),
+        ("team -> slack", "matcher 'team': expected name=value"),
+        ("team=~( -> slack", "matcher 'team=~(': invalid regex"),
+        ("team=payments -> pager", "unknown channel 'pager'"),
+    ],
+)
+def test_a_malformed_label_route_is_a_config_error_naming_the_variable(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        table(OPSWATCH_ROUTE_MATCH_PAYMENTS=value)
+
+    assert caught.value.variable == "OPSWATCH_ROUTE_MATCH_PAYMENTS"
+    assert problem in caught.value.problem

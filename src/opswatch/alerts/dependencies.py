@@ -31,7 +31,7 @@ from typing import Protocol
 
 from opswatch.config import PREFIX, ConfigError
 from opswatch.model import Alert
-from opswatch.rules.base import Rule
+from opswatch.rules.base import Rule, SetRule
 
 DEPENDS = f"{PREFIX}DEPENDS"
 #: how an entry reads, for the errors
@@ -88,9 +88,14 @@ def _cycle(parents: Parents, start: str) -> list[str]:
     return path if walk(start) else []
 
 
-def down_rules(rules: Iterable[Rule]) -> frozenset[str]:
-    """The rules saying a check's target is down: those on its ``<kind>.up`` sample."""
-    return frozenset(r.name for r in rules if r.metric.endswith(".up"))
+def down_rules(rules: Iterable[Rule | SetRule]) -> frozenset[str]:
+    """The rules saying a check's target is down: those on its ``<kind>.up`` sample (a user
+    rule too, when every metric it selects is one)."""
+    return frozenset(
+        r.name
+        for r in rules
+        if all(m.endswith(".up") for m in (r.metrics if isinstance(r, SetRule) else (r.metric,)))
+    )
 
 
 class ActiveAlerts(Protocol):

@@ -253,6 +253,8 @@ class App:
         )
         for unknown in self.config.unknown_variables:
             log.warning("config_unknown_variable", variable=unknown.name, closest=unknown.closest)
+        for rule, metric in self.config.rules_matching_nothing:
+            log.warning("rule_matches_nothing", rule=rule, metric=metric)
 
     def start_checks(self) -> None:
         for check, collector in self.cycle.collectors.items():

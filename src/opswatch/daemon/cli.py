@@ -1,9 +1,9 @@
-"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
-``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`), ``maintenance``
-(:mod:`opswatch.daemon.maintenance_cli`) and ``heartbeats``
-(:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
-daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on its
-notifications.
+"""The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``test-rules``
+(:mod:`opswatch.daemon.rule_tests`), ``status``, ``recover``, ``silence``
+(:mod:`opswatch.daemon.silence_cli`), ``maintenance`` (:mod:`opswatch.daemon.maintenance_cli`)
+and ``heartbeats`` (:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and
+``resolve`` act on the running daemon's alerts; ``pause`` and ``resume``
+(:mod:`opswatch.daemon.pause_cli`) on its notifications.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -30,6 +30,7 @@ from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
 from opswatch.daemon.recover import recover_once
+from opswatch.daemon.rule_tests import RuleTestError, load_suite, run_suite
 from opswatch.daemon.sdnotify import SystemdNotifier
 from opswatch.daemon.status import api_url, status
 from opswatch.envfile import EnvironmentSource
@@ -68,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     recover.add_argument("rule", help="the rule whose binding runs, e.g. http_down")
     recover.add_argument("--target", help="the target (for a per-target binding or a database)")
     recover.add_argument("--dry-run", action="store_true", help="print what would run; run nothing")
+    test_rules = sub.add_parser(
+        "test-rules",
+        help="evaluate the configured rules on the input series of FILE and compare the "
+        "alerts with the expected ones (exit 1 with a diff when they differ)",
+    )
+    test_rules.add_argument("file", help="the test file (TOML: [[series]] and [[alert]])")
     status_parser = sub.add_parser(
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
@@ -138,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, text = heartbeat_cli.run(args, url, config.api_token)
             print(text, file=sys.stderr if code == 1 else sys.stdout)
             return code
+        if command == "test-rules":
+            return _test_rules(config, args.file)
         if command == "test-notify":
             return _test_notify(config, args.channel)
         if command == "recover":
@@ -197,6 +206,21 @@ def _status(url: str, token: Secret | None) -> int:
     report = status(url, token=token)
     print(report.text, file=sys.stderr if report.unreachable else sys.stdout)
     return report.exit_status
+
+
+def _test_rules(config: AppConfig, path: str) -> int:
+    """``ok: N expectations`` (exit 0), the differences (exit 1) or the file's error (2)."""
+    try:
+        suite = load_suite(path, config.settings.interval)
+    except RuleTestError as exc:
+        print(f"opswatch: test file error: {exc}", file=sys.stderr)
+        return 2
+    differences = run_suite(config.rules, suite)
+    if differences:
+        print("\n".join(differences))
+        return 1
+    print(f"ok: {len(suite.expectations)} expectations met ({len(suite.series)} series)")
+    return 0
 
 
 def _test_notify(config: AppConfig, which: str | None) -> int:

@@ -30,8 +30,9 @@ from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
 from opswatch.redact import register as register_secrets
-from opswatch.rules.base import Rule
-from opswatch.rules.builtin import RuleSpec, builtin_rules
+from opswatch.rules.base import AnyRule
+from opswatch.rules.builtin import BUILTIN, RuleSpec, builtin_rules
+from opswatch.rules.sources import BUILTIN_ORIGIN, matches_nothing, user_rules
 from opswatch.rules.threshold import Level
 
 
@@ -42,7 +43,7 @@ class AppConfig:
     settings: Settings
     collectors: Sequence[Collector]
     notifiers: Sequence[Notifier]
-    rules: Sequence[Rule]
+    rules: Sequence[AnyRule]
     repeat_interval: Mapping[Severity, float]
     unknown_variables: Sequence[UnknownVariable] = field(default_factory=tuple)
     notify: NotifySettings = field(default_factory=NotifySettings)
@@ -60,6 +61,10 @@ class AppConfig:
     api_read_token: Secret | None = None
     #: one-click ack links in notifications (``OPSWATCH_EXTERNAL_URL``; None: off)
     ack_links: AckLinks | None = None
+    #: where each rule came from (``built-in``, a variable, a file and line), by name
+    rule_origins: Mapping[str, str] = field(default_factory=dict)
+    #: ``(rule, metric)``: user rules selecting a metric no configured collector produces
+    rules_matching_nothing: Sequence[tuple[str, str]] = ()
 
     def access(self) -> Access:
         """What the API serves to whom (:class:`opswatch.api.auth.Access`)."""
@@ -95,7 +100,13 @@ class AppConfig:
             "api_token": None if self.api_token is None else str(self.api_token),
             "api_read_token": None if self.api_read_token is None else str(self.api_read_token),
             "ack_links": None if self.ack_links is None else self.ack_links.describe(),
-            "rules": [r.describe() for r in self.rules],
+            "rules": [
+                {**r.describe(), "origin": self.rule_origins.get(r.name, BUILTIN_ORIGIN)}
+                for r in self.rules
+            ],
+            "rules_matching_nothing": [
+                {"rule": rule, "metric": metric} for rule, metric in self.rules_matching_nothing
+            ],
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "depends": {child: list(parents) for child, parents in self.depends.items()},
             "maintenance": [w.describe(utcnow()) for w in self.maintenance],
@@ -147,12 +158,14 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     if notifiers:  # channel health is a check, its failure an alert like any other
         collectors.append(notify.health_check(clock))
         rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
+    tunable = [spec.name for spec in (*BUILTIN, NOTIFY_RULE)]
+    ruleset = user_rules(env, environ.keys(), rules, settings.interval, tunable)
     repeat = {
         Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
         Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
         Severity.EMERGENCY: env.duration(f"{PREFIX}REPEAT_EMERGENCY", 1800.0, minimum=60.0),
     }
-    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
+    recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in ruleset.rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     refuse_unpingable(collectors, api_token)
     depends = parse_depends(env.raw(DEPENDS), [c.check for c in collectors])
@@ -169,7 +182,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         settings,
         tuple(collectors),
         tuple(notifiers),
-        tuple(rules),
+        ruleset.rules,
         repeat,
         unknown,
         notify,
@@ -182,4 +195,8 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         ladder=ladder,
         api_read_token=api_read_token,
         ack_links=ack_links,
+        rule_origins=ruleset.origins,
+        rules_matching_nothing=matches_nothing(
+            ruleset.rules, {collector.name for collector in collectors}
+        ),
     )

@@ -147,7 +147,7 @@ class CheckCycle:
             log.warning("lease_lost", check=check, trigger=trigger)
             return []
         now = self._clock()
-        evaluation = self._evaluator.evaluate(check, samples)
+        evaluation = self._evaluator.evaluate(check, samples, now)
         remediation = self._remediation
         muter = self._book.pipeline.muter
         transitions = self._tracker.update(

@@ -12,14 +12,17 @@ import dataclasses
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig
 from opswatch.model import Finding, Sample
-from opswatch.rules.base import Rule
+from opswatch.rules.base import AnyRule
 from opswatch.rules.evaluator import RuleEvaluator
+from opswatch.rules.query import ExprRule
 from opswatch.rules.threshold import ThresholdRule
 
 
-def _immediate(rule: Rule) -> Rule:
+def _immediate(rule: AnyRule) -> AnyRule:
     if isinstance(rule, ThresholdRule):
         return dataclasses.replace(rule, for_cycles=1)
+    if isinstance(rule, ExprRule) and not rule.expr.absent:
+        return ExprRule(rule.name, dataclasses.replace(rule.expr, for_seconds=0.0))
     return rule
 
 

@@ -1,9 +1,15 @@
-"""Routing by severity: which channels each transition goes to. Pure.
+"""Routing by labels and severity: which channels each transition goes to. Pure.
 
 ``OPSWATCH_ROUTE_INFO`` / ``_WARNING`` / ``_CRITICAL`` / ``_EMERGENCY`` are comma lists of
 notifier names (``webhook``, ``slack``, ``email``: every channel of that notifier) or channel
 ids (``webhook:1a2b3c4d``, as ``check-config`` lists them), or ``none``. Unset: every channel
 for warning and above, the webhooks only for info.
+
+``OPSWATCH_ROUTE_MATCH_<NAME>="team=payments, rule=~disk_.* -> slack"`` routes the alerts that
+every matcher matches (``=``, ``!=``, ``=~``, ``!~`` on ``rule``, ``check`` or a label, as
+silences do) to its channels instead of their severity's route. Label routes are tried in the
+order of their names; the first that matches wins; an alert none matches takes its
+severity's route.
 
 An alert keeps its route for its whole life: the firing goes to the route of its severity; a
 severity change goes there too, plus wherever the alert was already notified (so the route
@@ -21,11 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from opswatch.alerts.silences import SilenceError, matches_all, parse_matcher
 from opswatch.config import PREFIX, ConfigError, Env
-from opswatch.model import Severity, Transition, TransitionKind
+from opswatch.model import Alert, Matcher, Severity, Transition, TransitionKind
 
 ROUTE_VARS: Mapping[Severity, str] = {s: f"{PREFIX}ROUTE_{s.value.upper()}" for s in Severity}
+MATCH_PREFIX = f"{PREFIX}ROUTE_MATCH_"
 FALLBACK_VAR = f"{PREFIX}FALLBACK_CHANNEL"
 #: the rule of the "notifications failing" meta-alert (labels: ``channel``)
 META_RULE = "notifications_failing"
@@ -41,12 +50,23 @@ class ChannelRef:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelRoute:
+    """``OPSWATCH_ROUTE_MATCH_<NAME>``: the alerts all ``matchers`` match go to ``channels``."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    channels: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class RouteTable:
-    """The channels of each severity, and the fallback channel(s)."""
+    """The label routes (tried first, in order), the channels of each severity, and the
+    fallback channel(s)."""
 
     channels: tuple[str, ...]
     routes: Mapping[Severity, frozenset[str]]
     fallback: frozenset[str] = field(default_factory=frozenset)
+    by_labels: tuple[LabelRoute, ...] = ()
 
     @classmethod
     def from_env(
@@ -60,18 +80,40 @@ class RouteTable:
         }
         defaults = {s: webhooks if s is Severity.INFO else everything for s in Severity}
         fallback = _channels(env, FALLBACK_VAR, configured, known_names, allow_none=False)
+        by_labels = tuple(
+            _label_route(env, variable, configured, known_names)
+            for variable in env.named(MATCH_PREFIX)
+            if env.raw(variable) is not None
+        )
         return cls(
             channels=tuple(c.channel for c in configured),
             routes={s: defaults[s] if r is None else r for s, r in routes.items()},
             fallback=fallback or frozenset(),
+            by_labels=by_labels,
         )
 
     def route(self, severity: Severity) -> frozenset[str]:
         return self.routes.get(severity, frozenset())
 
-    def describe(self) -> dict[str, list[str]]:
-        described = {s.value: self._ordered(self.route(s)) for s in Severity}
+    def route_for(self, alert: Alert, severity: Severity) -> frozenset[str]:
+        """The first label route that matches ``alert``, else the route of ``severity``."""
+        for route in self.by_labels:
+            if matches_all(route.matchers, alert):
+                return route.channels
+        return self.route(severity)
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {s.value: self._ordered(self.route(s)) for s in Severity}
         described["fallback"] = self._ordered(self.fallback)
+        if self.by_labels:
+            described["match"] = [
+                {
+                    "name": route.name,
+                    "match": [matcher.text for matcher in route.matchers],
+                    "channels": self._ordered(route.channels),
+                }
+                for route in self.by_labels
+            ]
         return described
 
     def _ordered(self, channels: Iterable[str]) -> list[str]:
@@ -89,7 +131,7 @@ def channels_for(
     severity = alert.severity
     if transition.kind is TransitionKind.ESCALATED and severity.rank < Severity.CRITICAL.rank:
         severity = Severity.CRITICAL  # a failed recovery wakes whoever critical alerts wake
-    routed = table.route(severity)
+    routed = table.route_for(alert, severity)
     if transition.kind in (TransitionKind.REMINDER, TransitionKind.RESOLVED):
         chosen = known or routed
     else:
@@ -121,6 +163,27 @@ def plan(
     return [(tuple(channels), tuple(per_channel[channels[0]])) for channels in groups.values()]
 
 
+def _label_route(
+    env: Env, variable: str, configured: Sequence[ChannelRef], known_names: Collection[str]
+) -> LabelRoute:
+    """``matcher, matcher -> channel, channel`` from ``variable``."""
+    value = env.raw(variable) or ""
+    matching, arrow, channels = value.partition("->")
+    if not arrow or not matching.strip() or not channels.strip():
+        raise ConfigError(
+            variable, "expected 'MATCHER, ... -> CHANNEL, ...', e.g. 'team=payments -> slack'"
+        )
+    try:
+        matchers = tuple(
+            parse_matcher(item.strip(), "matcher") for item in matching.split(",") if item.strip()
+        )
+    except SilenceError as exc:
+        raise ConfigError(variable, str(exc)) from None
+    chosen = _parse_channels(variable, channels, configured, known_names, allow_none=True)
+    name = variable.removeprefix(MATCH_PREFIX).lower()
+    return LabelRoute(name, matchers, chosen)
+
+
 def _channels(
     env: Env,
     variable: str,
@@ -133,6 +196,17 @@ def _channels(
     value = env.raw(variable)
     if value is None:
         return None
+    return _parse_channels(variable, value, configured, known_names, allow_none=allow_none)
+
+
+def _parse_channels(
+    variable: str,
+    value: str,
+    configured: Sequence[ChannelRef],
+    known_names: Collection[str],
+    *,
+    allow_none: bool,
+) -> frozenset[str]:
     items = [item.strip().lower() for item in value.split(",") if item.strip()]
     if allow_none and items == [_NONE]:
         return frozenset()

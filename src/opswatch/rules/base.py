@@ -7,10 +7,12 @@ per-series :class:`SeriesState` between runs and hands it back to :meth:`Rule.ad
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
-from opswatch.model import Labels, Sample, Severity
+from opswatch.model import Alert, Finding, Labels, Sample, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +63,47 @@ class Rule(Protocol):
     def describe(self) -> dict[str, object]:
         """The rule as plain data (JSON-ready) for the API and ``check-config``."""
         ...
+
+
+@runtime_checkable
+class SetRule(Protocol):
+    """A rule kind that judges a run's whole selection at once: rates over a window,
+    aggregations across series, ratios, absence and durations measured by the samples' time.
+
+    The definition is frozen and pure; :meth:`start` gives the mutable :class:`Judge` that
+    holds its state (one per evaluator). ``metrics`` are every metric it selects.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metrics(self) -> tuple[str, ...]: ...
+
+    def matches(self, sample: Sample) -> bool: ...
+
+    def start(self) -> Judge: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+
+class Judge(Protocol):
+    """The state of one :class:`SetRule`, advanced once per run of a check."""
+
+    def judge(
+        self, check: str, samples: Sequence[Sample], now: datetime
+    ) -> tuple[list[Finding], Mapping[str, float]]:
+        """The findings of this run and the latest value of every judged series."""
+        ...
+
+    def watching(self, check: str) -> bool:
+        """Whether a run of ``check`` without any selected sample must still be judged (a
+        series it waits for)."""
+        ...
+
+    def pending(self, check: str) -> bool: ...
+
+    def seed(self, alert: Alert) -> None: ...
+
+
+AnyRule = Rule | SetRule

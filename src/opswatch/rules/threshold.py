@@ -21,6 +21,7 @@ from typing import Literal
 
 from opswatch.model import Labels, Sample, Severity
 from opswatch.rules.base import INITIAL, SeriesState
+from opswatch.rules.matchers import LabelMatcher, match_all, selector_text
 
 Op = Literal[">", "<"]
 
@@ -57,7 +58,8 @@ class ThresholdRule:
     ``summary`` is a :meth:`str.format` template with ``{value}``, ``{threshold}`` (of the
     active level), ``{labels}`` (``k=v, ...``), ``{check}`` and each label by name, e.g.
     ``"disk {mountpoint} is {value:.1f}% full"``. ``matchers`` select samples whose labels
-    equal the given values.
+    equal the given values; a sample that all the matchers of one of ``unless`` select is left
+    to another rule (a user's rule narrowing this one to ``/data``).
     """
 
     name: str
@@ -67,6 +69,7 @@ class ThresholdRule:
     summary: str
     for_cycles: int = 1
     matchers: Mapping[str, str] = field(default_factory=dict)
+    unless: tuple[tuple[LabelMatcher, ...], ...] = ()
     # derived in __post_init__: levels from the highest severity down, and matcher pairs
     _desc: tuple[Level, ...] = field(init=False, repr=False, compare=False)
     _match: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
@@ -100,9 +103,11 @@ class ThresholdRule:
     def matches(self, sample: Sample) -> bool:
         if sample.metric != self.metric:
             return False
+        labels = sample.labels
+        if self.unless and any(match_all(matchers, labels) for matchers in self.unless):
+            return False
         if not self._match:
             return True
-        labels = sample.labels
         return all(labels.get(key) == want for key, want in self._match)
 
     def advance(self, state: SeriesState, value: float) -> tuple[SeriesState, Severity | None]:
@@ -162,7 +167,9 @@ class ThresholdRule:
             "for_cycles": self.for_cycles,
             "matchers": dict(self._match),
             "summary": self.summary,
-        }
+        } | (
+            {"unless": [selector_text(self.metric, m) for m in self.unless]} if self.unless else {}
+        )
 
     def _level(self, severity: Severity) -> Level:
         """The level of ``severity``, or the nearest below it (a seeded alert may have been
