@@ -233,6 +233,8 @@ class CycleRecord:
     resolved: Sequence[str]
     transitions: Sequence[Transition]
     outbox: Sequence[tuple[str, Notification]]
+    #: the run's samples kept in the metric history (:mod:`opswatch.capacity.history`)
+    samples: Sequence[Sample] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,3 +306,43 @@ class Silence:
     comment: str
     created_at: datetime
     updated_at: datetime
+
+
+#: a series' identity as the history keeps it: check, metric and its labels sorted
+SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def series_key(sample: Sample) -> SeriesKey:
+    return sample.check, sample.metric, tuple(sorted(sample.labels.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One series of the metric history: its id in the store and what it is."""
+
+    id: int
+    check: str
+    metric: str
+    labels: Labels
+
+
+@dataclass(frozen=True, slots=True)
+class RawPoint:
+    """One stored sample of a series; ``at`` in whole seconds since the epoch."""
+
+    series: int
+    at: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One series' samples of one bucket (``at``, its start in epoch seconds) summarized."""
+
+    series: int
+    at: int
+    min: float
+    max: float
+    mean: float
+    p95: float
+    count: int

@@ -24,6 +24,8 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
 from opswatch.api.services import MetricsView, Services
+from opswatch.capacity.history import SeriesFilter
+from opswatch.capacity.rollup import HistoryJob
 from opswatch.collectors.base import EventSource
 from opswatch.daemon.checks import CheckBoard
 from opswatch.daemon.configure import AppConfig
@@ -129,7 +131,11 @@ class App:
             remediation=self.remediation,
             scheduler=self.scheduler,
             clock=clock,
+            history=SeriesFilter(config.history),
         )
+        # roll-ups, retention and the size cap of the metric history: a job of its own
+        settle = self.timing.interval + self.timing.check_timeout
+        self.history = HistoryJob(self.store, config.history, clock, settle)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -150,6 +156,10 @@ class App:
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
+
+    async def _lead_history(self) -> bool:
+        """Whether this replica rolls up and prunes the history now (one of them does)."""
+        return self.config.history.enabled and await self.replicas.lead("history", status=False)
 
     def _wake_outbox(self) -> None:
         self.outbox.wake()  # the one in use: a reload replaces it
@@ -193,6 +203,7 @@ class App:
         self.spawn(self.systemd.heartbeat(lambda: self.checks.health().healthy), "heartbeat")
         if self.replicas.shared:  # other replicas' silences, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
+        self.spawn(self.history.run(self._lead_history), "history")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings
@@ -225,6 +236,7 @@ class App:
             return
         self.systemd.stopping()
         self.scheduler.shutdown()
+        self.cycle.stopping = True
         for task in list(self.cycle.running):
             task.cancel()
         await asyncio.gather(*self.cycle.running, return_exceptions=True)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.capacity.history import HistorySettings
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.config import PREFIX, ConfigError, Env, Secret, Settings, UnknownVariable
@@ -43,6 +44,8 @@ class AppConfig:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     #: ``OPSWATCH_API_TOKEN``: bearer token of the API's write endpoints (None: disabled)
     api_token: Secret | None = None
+    #: ``OPSWATCH_HISTORY*``: the metric history (capacity/history.py)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -65,6 +68,7 @@ class AppConfig:
             "recovery": self.recovery.describe(),
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
+            "history": self.history.describe(),
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
@@ -121,6 +125,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
+    history = HistorySettings.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -135,4 +140,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         recovery=recovery,
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
+        history=history,
     )

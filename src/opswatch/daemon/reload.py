@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from opswatch.capacity.history import SeriesFilter
 from opswatch.config import PREFIX, ConfigError, Settings
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.model import Clock
@@ -155,4 +156,6 @@ class Reload:
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)
+        app.cycle.history = SeriesFilter(config.history)
+        app.history.settings = config.history
         return rules_changed
