@@ -16,6 +16,7 @@ from opswatch.model import (
     AlertState,
     BudgetState,
     CheckStatus,
+    Forecast,
     Health,
     Matcher,
     MatchOp,
@@ -266,6 +267,23 @@ def budget_state_to_json(state: BudgetState) -> JSON:
     }
 
 
+def forecast_to_json(forecast: Forecast) -> JSON:
+    return {
+        "rule": forecast.rule,
+        "resource": forecast.resource,
+        "check": forecast.check,
+        "metric": forecast.metric,
+        "labels": dict(forecast.labels),
+        "at": forecast.at.isoformat(),
+        "value": forecast.value,
+        "limit": forecast.limit,
+        "per_day": forecast.per_day,
+        "earliest_s": forecast.earliest_s,
+        "likely_s": forecast.likely_s,
+        "latest_s": forecast.latest_s,
+    }
+
+
 def silence_to_json(silence: Silence) -> JSON:
     return {
         "id": silence.id,
@@ -365,4 +383,20 @@ shape(
     limit=INTEGER,
     left=INTEGER,
     next_trial_at=NULLABLE_TIME,
+)
+NULLABLE_NUMBER = _type("number", nullable=True)
+shape(
+    "Forecast",
+    rule=STRING,
+    resource=STRING,
+    check=STRING,
+    metric=STRING,
+    labels=STRING_MAP,
+    at=TIME,
+    value=NUMBER,
+    limit=NULLABLE_NUMBER,
+    per_day=NUMBER,
+    earliest_s=NULLABLE_NUMBER,
+    likely_s=NULLABLE_NUMBER,
+    latest_s=NULLABLE_NUMBER,
 )

@@ -346,3 +346,23 @@ class Rollup:
     mean: float
     p95: float
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When one series of a resource (a disk, a pool) reaches its limit, from its trend
+    (:mod:`opswatch.capacity.forecast`): in seconds from ``at``; ``latest`` None: maybe
+    never. ``limit`` None: a resource without one (a database's size): its growth only."""
+
+    rule: str
+    resource: str
+    check: str
+    metric: str
+    labels: Labels
+    at: datetime
+    value: float
+    limit: float | None
+    per_day: float
+    earliest_s: float | None
+    likely_s: float | None
+    latest_s: float | None

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from opswatch.api import alerts, checks, openapi, operator, recovery, silences
+from opswatch.api import alerts, capacity, checks, openapi, operator, recovery, silences
 from opswatch.api.auth import SCOPES, Scope, authenticate
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
-from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, array, obj, ref
+from opswatch.codec import BOOLEAN, INTEGER, JSON, NUMBER, STRING, STRING_MAP, TIME, array, obj, ref
 from opswatch.config import Secret
 
 log = structlog.get_logger("opswatch.api")
@@ -224,6 +224,39 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", "/api/v1/silences/{id}", silences.update, Scope.WRITE, "change end, comment"),
     Route("DELETE", "/api/v1/silences/{id}", silences.expire, Scope.WRITE, "expire now"),
+    Route(
+        "GET",
+        "/api/v1/metrics/{check}",
+        capacity.metrics,
+        Scope.READ,
+        "the metric history of a check: raw samples or 5-minute roll-ups",
+        query=(
+            Param("metric", STRING, "one metric (default: every metric of the check)"),
+            Param("since", STRING, "how far back: 6h, 7d or an ISO 8601 time (default 1h)"),
+            Param("step", STRING, "raw, or a multiple of 5m (default: raw up to 6h)"),
+        ),
+        answer=obj(
+            check=STRING,
+            since=TIME,
+            step={"type": ["string", "integer"]},
+            series=array(
+                obj(
+                    metric=STRING,
+                    labels=STRING_MAP,
+                    points=array(array(NUMBER)),
+                )
+            ),
+        ),
+        errors=((404, "history is off, or the check has no history"),),
+    ),
+    Route(
+        "GET",
+        "/api/v1/capacity",
+        capacity.capacity,
+        Scope.READ,
+        "forecasts: when each resource with a rising trend reaches its limit",
+        answer=obj(history=BOOLEAN, forecasts=array(ref("Forecast"))),
+    ),
 )
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from opswatch.alerts.operator import Operator
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
+from opswatch.capacity.resources import Capacity
 from opswatch.model import Alert, CheckStatus, Health
 from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
@@ -55,6 +56,8 @@ class Services:
     operator: Operator | None = None
     #: every muter (silences, windows, dependencies, pause): why an alert is muted
     mutes: Muter = field(default_factory=NothingMuted)
+    #: the metric history and the forecasts; ``None``: the routes answer that it is off
+    capacity: Capacity | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -65,6 +68,7 @@ OUTBOX: web.AppKey[Callable[[], Outbox]] = web.AppKey("outbox")
 SILENCES: web.AppKey[Silences] = web.AppKey("silences")
 OPERATOR: web.AppKey[Operator | None] = web.AppKey("operator")
 MUTES: web.AppKey[Muter] = web.AppKey("mutes")
+CAPACITY: web.AppKey[Capacity | None] = web.AppKey("capacity")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -76,6 +80,7 @@ def install(app: web.Application, services: Services) -> None:
     app[SILENCES] = services.silences
     app[OPERATOR] = services.operator
     app[MUTES] = services.mutes
+    app[CAPACITY] = services.capacity
 
 
 class MetricsView:

@@ -25,6 +25,7 @@ from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
 from opswatch.api.services import MetricsView, Services
 from opswatch.capacity.history import SeriesFilter
+from opswatch.capacity.resources import Capacity
 from opswatch.capacity.rollup import HistoryJob
 from opswatch.collectors.base import EventSource
 from opswatch.daemon.checks import CheckBoard
@@ -136,6 +137,7 @@ class App:
         # roll-ups, retention and the size cap of the metric history: a job of its own
         settle = self.timing.interval + self.timing.check_timeout
         self.history = HistoryJob(self.store, config.history, clock, settle)
+        self.capacity = Capacity(self.store, config.history, config.forecast, clock)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -145,6 +147,7 @@ class App:
             self.silences,
             operator=Operator(self.book, clock),
             mutes=self.mutes,
+            capacity=self.capacity,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen

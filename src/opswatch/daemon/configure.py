@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.capacity.forecast import ForecastSettings
 from opswatch.capacity.history import HistorySettings
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
@@ -46,6 +47,8 @@ class AppConfig:
     api_token: Secret | None = None
     #: ``OPSWATCH_HISTORY*``: the metric history (capacity/history.py)
     history: HistorySettings = field(default_factory=HistorySettings)
+    #: ``OPSWATCH_FORECAST_*``: the trends' window (capacity/forecast.py)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -69,6 +72,7 @@ class AppConfig:
             "api_token": None if self.api_token is None else str(self.api_token),
             "rules": [r.describe() for r in self.rules],
             "history": self.history.describe(),
+            "forecast": self.forecast.describe(),
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
@@ -126,6 +130,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     history = HistorySettings.from_env(env)
+    forecast = ForecastSettings.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -141,4 +146,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         evidence=EvidenceSettings.from_env(env, enabled=recovery.evidence),
         api_token=api_token,
         history=history,
+        forecast=forecast,
     )
