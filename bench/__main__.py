@@ -21,6 +21,7 @@ BENCHMARKS = (
     ("bench.bench_recovery", 60),
     ("bench.bench_outbox", 40),
     ("bench.bench_integrity", 60),
+    ("bench.bench_history", 60),
 )
 
 
