@@ -167,9 +167,9 @@ async def _report_commits(
         if cycle:  # the first one creates the series
             cpu.append(time.process_time() - began)
             written.append(_wchar() - wrote)
-    samples = sum(len(s) for _, s in checks)
+    count = sum(len(s) for _, s in checks)
     print(
-        f"bench_history cycle {name}: samples_per_cycle={samples} commits={len(checks)} "
+        f"bench_history cycle {name}: samples_per_cycle={count} commits={len(checks)} "
         f"cpu_ms_per_cycle={statistics.median(cpu) * 1000:.2f} "
         f"bytes_written_per_cycle={statistics.median(written):.0f} "
         f"cpu_s_per_hour_at_30s={statistics.median(cpu) * 120:.2f}"
