@@ -24,6 +24,8 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
 from opswatch.api.services import MetricsView, Services
+from opswatch.capacity.check import CHECK as FORECAST_CHECK
+from opswatch.capacity.check import follow as follow_forecasts
 from opswatch.capacity.history import SeriesFilter
 from opswatch.capacity.resources import Capacity
 from opswatch.capacity.rollup import HistoryJob
@@ -207,6 +209,10 @@ class App:
         if self.replicas.shared:  # other replicas' silences, every interval
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
         self.spawn(self.history.run(self._lead_history), "history")
+        forecasts = follow_forecasts(
+            self.capacity, lambda: self.cycle.collectors.get(FORECAST_CHECK)
+        )
+        self.spawn(forecasts, "forecasts")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings

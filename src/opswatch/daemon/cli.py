@@ -23,6 +23,7 @@ from opswatch import __version__
 from opswatch.config import ConfigError
 from opswatch.daemon import operate, silence_cli
 from opswatch.daemon.app import App
+from opswatch.daemon.capacity_cli import capacity
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
 from opswatch.daemon.recover import recover_once
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    capacity_parser = sub.add_parser(
+        "capacity", help="the running daemon's forecasts: when each resource reaches its limit"
+    )
+    capacity_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     silence_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
@@ -110,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "status":
             return _status(api_url(config.settings.api_listen))
+        if command == "capacity":
+            code, text = capacity((args.url or api_url(config.settings.api_listen)).rstrip("/"))
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
+            return code
         if command == "silence":
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
             code, text = silence_cli.run(args, url, config.api_token)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opswatch.capacity.check import FORECAST_RULES, ForecastCheck
 from opswatch.capacity.forecast import ForecastSettings
 from opswatch.capacity.history import HistorySettings
 from opswatch.collectors import COLLECTORS
@@ -122,6 +123,10 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     if notifiers:  # channel health is a check, its failure an alert like any other
         collectors.append(notify.health_check(clock))
         rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
+    history = HistorySettings.from_env(env)
+    if history.enabled:  # forecasts are a check too, their rules like any other
+        collectors.append(ForecastCheck(clock))
+        rules.extend(builtin_rules(env, settings.interval, FORECAST_RULES))
     repeat = {
         Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
         Severity.CRITICAL: env.duration(f"{PREFIX}REPEAT_CRITICAL", 3600.0, minimum=60.0),
@@ -129,7 +134,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     }
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
-    history = HistorySettings.from_env(env)
     forecast = ForecastSettings.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))

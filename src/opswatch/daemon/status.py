@@ -46,13 +46,13 @@ class Snapshot:
 
 
 def fetch(url: str, timeout: float = TIMEOUT_S) -> Snapshot:
-    health_code, health = _get(f"{url}/healthz", timeout)
-    _, status = _get(f"{url}/status", timeout)
-    _, alerts = _get(f"{url}/api/v1/alerts", timeout)
+    health_code, health = get_json(f"{url}/healthz", timeout)
+    _, status = get_json(f"{url}/status", timeout)
+    _, alerts = get_json(f"{url}/api/v1/alerts", timeout)
     return Snapshot(url, health_code == 200, health, status, list(alerts.get("alerts", [])))
 
 
-def _get(url: str, timeout: float) -> tuple[int, dict[str, Any]]:
+def get_json(url: str, timeout: float = TIMEOUT_S) -> tuple[int, dict[str, Any]]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             code, body = int(response.status), response.read()
