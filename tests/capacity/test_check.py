@@ -116,7 +116,7 @@ async def test_a_series_without_a_forecast_reads_a_year_and_history_off_has_no_c
     await _disk(app, clock, per_day=0.0, start=40.0)
     await _check(app).refresh(app.capacity)
     (sample,) = await _check(app).collect()
-    assert (sample.metric, sample.value) == ("capacity.disk_full_forecast_hours", NONE_HOURS)
+    assert (sample.metric, sample.value) == ("capacity.disk_full_forecast", NONE_HOURS)
     config = load_config(_environ(tmp_path, OPSWATCH_HISTORY="off"), clock)
     assert CHECK not in {c.check for c in config.collectors}
     assert "disk_full_forecast" not in {r.name for r in config.rules}

@@ -3,7 +3,7 @@
 A job of its own (:meth:`ForecastCheck.follow`, every :data:`EVERY` seconds) computes the
 forecasts from the history; the ``capacity`` check (it satisfies the collector contract; the
 daemon adds it while history is on) hands the last ones to the rules at every run, one
-sample per series of a resource: ``capacity.<rule>_hours``, the likely hours to its limit,
+sample per series of a resource: ``capacity.<rule>``, the likely hours to its limit,
 or :data:`NONE_HOURS` (a year) when there is no forecast, so the alert resolves. The rules are
 built-in threshold rules, tuned like every rule (``OPSWATCH_RULE_DISK_FULL_FORECAST_WARNING``
 in hours), and fire through the normal tracker, routing and recovery.
@@ -45,7 +45,9 @@ _SUMMARY = {
 
 
 def metric(rule: str) -> str:
-    return f"{CHECK}.{rule}_hours"
+    """The sample of a rule's series: its value is in hours (the unit stays out of the name,
+    which ``/metrics`` exposes and Prometheus wants in base units)."""
+    return f"{CHECK}.{rule}"
 
 
 #: warning when the likely time to the limit is under 48 h, critical under 6 h
