@@ -368,6 +368,10 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_recovery_runs",
         "opswatch_evidence",
         "opswatch_silences",
+        "opswatch_metric_series",
+        "opswatch_metric_samples",
+        "opswatch_metric_rollups",
+        "opswatch_metric_meta",
     }
 
 
