@@ -15,6 +15,7 @@ from opswatch.capacity.history import STEP
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import CycleRecord, Rollup, Sample
+from tests.api.test_openapi import _conforms, _document
 from tests.conftest import ManualClock
 
 
@@ -83,6 +84,9 @@ async def test_a_longer_range_answers_rollups_merged_into_the_step(
     assert first == [epoch, 0.0, 11.0, 5.5, 11.0, 12]
     assert second[0] == epoch + 3600
     assert (second[1], second[2], second[5]) == (12.0, 23.0, 12)
+    doc = await _document(f"http://127.0.0.1:{app.api.port}")
+    answer = doc["paths"]["/api/v1/metrics/{check}"]["get"]["responses"]["200"]["content"]
+    assert _conforms(doc, answer["application/json"]["schema"], body) == []
 
 
 @pytest.mark.parametrize(
@@ -146,3 +150,6 @@ async def test_the_capacity_route_lists_a_disk_filling_up_with_its_time_to_full(
     assert (disk["rule"], disk["check"], disk["limit"]) == ("disk_full_forecast", "host", 100.0)
     assert disk["per_day"] == pytest.approx(1.0)
     assert disk["likely_s"] == pytest.approx(42 * 86400, rel=0.001)
+    doc = await _document(f"http://127.0.0.1:{app.api.port}")
+    schema = doc["paths"]["/api/v1/capacity"]["get"]["responses"]["200"]["content"]
+    assert _conforms(doc, schema["application/json"]["schema"], body) == []

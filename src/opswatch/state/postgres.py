@@ -570,12 +570,13 @@ class PostgresStore:
                 "SELECT count(*) FROM gone",
                 rollups_before,
             )
-            await conn.execute(
+            forgotten = await conn.execute(
                 "DELETE FROM opswatch_metric_series AS s WHERE created < $1 AND NOT EXISTS "
                 "(SELECT 1 FROM opswatch_metric_rollups WHERE series = s.id)",
                 rollups_before,
             )
-        self._series.clear()  # a deleted series must not be written to by a cached id
+        if forgotten != "DELETE 0":  # a deleted series must not be written to by a cached id
+            self._series.clear()
         return int(samples), int(rollups)
 
     async def history_bytes(self) -> int:

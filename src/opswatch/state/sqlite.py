@@ -343,12 +343,13 @@ class SQLiteStore:
                 rollups = db.executemany(
                     "DELETE FROM metric_rollups WHERE series = ? AND at < ?", ids
                 ).rowcount
-                db.execute(
+                forgotten = db.execute(
                     "DELETE FROM metric_series WHERE created < ? AND NOT EXISTS "
                     "(SELECT 1 FROM metric_rollups WHERE series = metric_series.id)",
                     (rollups_before,),
-                )
-            self._series.clear()  # a deleted series must not be written to by a cached id
+                ).rowcount
+            if forgotten:  # a deleted series must not be written to by a cached id
+                self._series.clear()
             return samples, rollups
 
         return await self._call(write)
