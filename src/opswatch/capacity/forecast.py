@@ -17,12 +17,12 @@ or that reaches the limit only beyond :data:`HORIZON`.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opswatch.capacity.history import STEP
+from opswatch.capacity.rollup import percentile
 from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import Rollup
 
@@ -98,7 +98,7 @@ def theil_sen(points: Sequence[tuple[float, float]]) -> tuple[float, float, floa
     spread = _Z95 * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
     low = slopes[max(0, round((count - spread) / 2) - 1)]
     high = slopes[min(count - 1, round((count + spread) / 2))]
-    return statistics.median(slopes), low, high
+    return percentile(slopes, 0.5), low, high
 
 
 def daily_peaks(rollups: Sequence[Rollup], settings: ForecastSettings) -> list[tuple[float, float]]:
@@ -130,7 +130,7 @@ def fit(points: Sequence[tuple[float, float]], at: float) -> Trend:
     """The Theil-Sen line through ``points``, its level at ``at`` being the median of the
     points' residuals carried to ``at``."""
     slope, low, high = theil_sen(points)
-    offset = statistics.median(y - slope * t for t, y in points)
+    offset = percentile([y - slope * t for t, y in points], 0.5)
     return Trend(slope, low, high, offset + slope * at, at)
 
 
