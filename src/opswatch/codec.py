@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from opswatch.model import (
+    Advice,
     Alert,
     AlertState,
     BudgetState,
@@ -284,6 +285,23 @@ def forecast_to_json(forecast: Forecast) -> JSON:
     }
 
 
+def advice_to_json(advice: Advice) -> JSON:
+    return {
+        "resource": advice.resource,
+        "check": advice.check,
+        "metric": advice.metric,
+        "labels": dict(advice.labels),
+        "at": advice.at.isoformat(),
+        "trigger": advice.trigger,
+        "day": advice.day,
+        "week": advice.week,
+        "peak": advice.peak,
+        "sustained_s": advice.sustained_s,
+        "per_week": advice.per_week,
+        "recommendation": advice.recommendation,
+    }
+
+
 def silence_to_json(silence: Silence) -> JSON:
     return {
         "id": silence.id,
@@ -399,4 +417,19 @@ shape(
     earliest_s=NULLABLE_NUMBER,
     likely_s=NULLABLE_NUMBER,
     latest_s=NULLABLE_NUMBER,
+)
+shape(
+    "Advice",
+    resource=STRING,
+    check=STRING,
+    metric=STRING,
+    labels=STRING_MAP,
+    at=TIME,
+    trigger=STRING,
+    day=NUMBER,
+    week=NUMBER,
+    peak=NUMBER,
+    sustained_s=NUMBER,
+    per_week=NULLABLE_NUMBER,
+    recommendation=STRING,
 )

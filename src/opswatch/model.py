@@ -366,3 +366,27 @@ class Forecast:
     earliest_s: float | None
     likely_s: float | None
     latest_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """A scaling recommendation for one series, with its evidence
+    (:mod:`opswatch.capacity.advice`): the utilisation over the last day and week, how long
+    the trigger held, the trend."""
+
+    resource: str
+    check: str
+    metric: str
+    labels: Labels
+    at: datetime
+    trigger: str
+    #: the 95th percentile of the 5-minute means (the 5th for a "below" trigger)
+    day: float
+    week: float
+    #: the highest 5-minute maximum (the lowest minimum for a "below" trigger) in the week
+    peak: float
+    #: the longest stretch the trigger held in the last day (seconds)
+    sustained_s: float
+    #: the trend of the daily means, per week (None: under three days of history)
+    per_week: float | None
+    recommendation: str

@@ -122,7 +122,10 @@ async def test_with_history_off_nothing_is_written_and_the_routes_say_so(
         assert await daemon.store.history_series() == []
         status, text = await _get(daemon, "/api/v1/metrics/host")
         assert (status, text) == (404, "metric history is off (OPSWATCH_HISTORY=off)")
-        assert await _get(daemon, "/api/v1/capacity") == (200, {"history": False, "forecasts": []})
+        assert await _get(daemon, "/api/v1/capacity") == (
+            200,
+            {"history": False, "forecasts": [], "advice": []},
+        )
     finally:
         await daemon.stop()
 

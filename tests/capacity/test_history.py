@@ -31,6 +31,7 @@ def test_the_default_keeps_host_up_percentages_durations_sizes_and_queue_depth()
             _sample("postgres.database_size_bytes"),
             _sample("rabbitmq.messages_ready"),
             _sample("rabbitmq.consumers"),
+            _sample("redis.keyspace_hit_ratio"),
             _sample("host.cpu_percent", float("nan")),
         ]
     )
@@ -41,6 +42,7 @@ def test_the_default_keeps_host_up_percentages_durations_sizes_and_queue_depth()
         "redis.memory_percent",
         "postgres.database_size_bytes",
         "rabbitmq.messages_ready",
+        "redis.keyspace_hit_ratio",
     ]
 
 

@@ -63,7 +63,8 @@ async def test_the_forecasts_are_printed_one_line_each_with_their_range(
             assert await _cli(monkeypatch, f"http://127.0.0.1:{app.api.port}") == 0
         finally:
             await app.stop()
-    header, line = capsys.readouterr().out.splitlines()
+    header, line, _, advice = capsys.readouterr().out.splitlines()
+    assert advice == "no scaling advice: no trigger held over the last day and week"
     assert header.split()[:2] == ["RESOURCE", "WHERE"]
     assert line.startswith("disk space")
     assert "host mountpoint=/data" in line

@@ -254,8 +254,8 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/capacity",
         capacity.capacity,
         Scope.READ,
-        "forecasts: when each resource with a rising trend reaches its limit",
-        answer=obj(history=BOOLEAN, forecasts=array(ref("Forecast"))),
+        "forecasts (when each resource with a rising trend reaches its limit) and advice",
+        answer=obj(history=BOOLEAN, forecasts=array(ref("Forecast")), advice=array(ref("Advice"))),
     ),
 )
 

@@ -1,5 +1,5 @@
 """``/api/v1/metrics/{check}`` (the metric history of a check) and ``/api/v1/capacity`` (the
-forecasts of every resource with a trend)."""
+forecasts of every resource with a trend, and the scaling advice)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from opswatch.api.services import CAPACITY
 from opswatch.capacity.history import STEP
 from opswatch.capacity.resources import Capacity, SeriesHistory
-from opswatch.codec import JSON, forecast_to_json
+from opswatch.codec import JSON, advice_to_json, forecast_to_json
 from opswatch.config import ConfigError, Env
 
 #: without ``step``, a range up to this long answers raw samples (seconds)
@@ -52,10 +52,15 @@ async def metrics(request: web.Request) -> web.Response:
 async def capacity(request: web.Request) -> web.Response:
     service = request.app[CAPACITY]
     if service is None or not service.history.enabled:
-        return web.json_response({"history": False, "forecasts": []})
+        return web.json_response({"history": False, "forecasts": [], "advice": []})
     forecasts = await service.forecasts()
+    advice = await service.advice()
     return web.json_response(
-        {"history": True, "forecasts": [forecast_to_json(f) for f in forecasts]}
+        {
+            "history": True,
+            "forecasts": [forecast_to_json(f) for f in forecasts],
+            "advice": [advice_to_json(a) for a in advice],
+        }
     )
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from opswatch.config import PREFIX, ConfigError, Env
 from opswatch.model import Sample
 
-#: every host series, every ``up``, every percentage, duration and size, and queue depth
+#: every host series, every ``up``, every percentage, duration and size, queue depth, and
+#: the Redis hit ratio (a scaling trigger, :mod:`opswatch.capacity.advice`)
 DEFAULT_METRICS = (
     "host.*",
     "*.up",
@@ -25,6 +26,7 @@ DEFAULT_METRICS = (
     "*_seconds",
     "*_bytes",
     "rabbitmq.messages_ready",
+    "redis.keyspace_hit_ratio",
 )
 #: a glob of metric names: letters, digits, ``._-`` and the glob characters ``*?[]!``
 _GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]+$")

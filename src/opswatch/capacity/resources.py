@@ -8,13 +8,15 @@ limit of its own (its growth per day is reported, no time to exhaustion).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from opswatch.capacity.advice import BY_METRIC as TRIGGERS
+from opswatch.capacity.advice import WEEK, advise
 from opswatch.capacity.forecast import DAY, ForecastSettings, exhaustion, trend_of
 from opswatch.capacity.history import STEP, HistorySettings
-from opswatch.model import Clock, Forecast, MetricSeries, RawPoint, Rollup
+from opswatch.model import Advice, Clock, Forecast, MetricSeries, RawPoint, Rollup
 from opswatch.ports import HistoryStore
 
 
@@ -94,21 +96,38 @@ class Capacity:
     async def forecasts(self) -> list[Forecast]:
         """A forecast for every series of a resource whose trend is known, soonest first."""
         now = self.clock()
-        at = now.timestamp()
-        series = [s for s in await self.store.history_series() if s.metric in _BY_METRIC]
+        found = [
+            forecast
+            for s, rollups in await self._rollups(_BY_METRIC, self.forecast.window)
+            if (forecast := self._forecast(s, rollups, now)) is not None
+        ]
+        return sorted(found, key=lambda f: (f.likely_s is None, f.likely_s or 0.0, f.rule))
+
+    async def advice(self) -> list[Advice]:
+        """A recommendation for every series whose scaling trigger held (see
+        :mod:`opswatch.capacity.advice`), by resource."""
+        now = self.clock()
+        found = [
+            advice
+            for s, rollups in await self._rollups(TRIGGERS, WEEK)
+            if (advice := advise(TRIGGERS[s.metric], s, rollups, now)) is not None
+        ]
+        return sorted(found, key=lambda a: (a.resource, a.check))
+
+    async def _rollups(
+        self, metrics: Collection[str], window: float
+    ) -> list[tuple[MetricSeries, list[Rollup]]]:
+        """The series of ``metrics`` with their roll-ups of the last ``window`` seconds."""
+        at = self.clock().timestamp()
+        series = [s for s in await self.store.history_series() if s.metric in metrics]
         if not series:
             return []
-        since = int(at - self.forecast.window) - STEP
+        since = int(at - window) - STEP
         rollups = await self.store.history_rollups([s.id for s in series], since, int(at) + 1)
         by_series: dict[int, list[Rollup]] = {}
         for rollup in rollups:
             by_series.setdefault(rollup.series, []).append(rollup)
-        found = [
-            forecast
-            for s in series
-            if (forecast := self._forecast(s, by_series.get(s.id, []), now)) is not None
-        ]
-        return sorted(found, key=lambda f: (f.likely_s is None, f.likely_s or 0.0, f.rule))
+        return [(s, by_series.get(s.id, [])) for s in series]
 
     def _forecast(
         self, series: MetricSeries, rollups: Sequence[Rollup], now: datetime

@@ -1,6 +1,6 @@
 """``opswatch capacity``: the running daemon's forecasts (``GET /api/v1/capacity``), one line
-per resource series, soonest to its limit first. Exit 0, or 1 when the daemon is unreachable
-or keeps no history."""
+per resource series, soonest to its limit first, then its scaling advice. Exit 0, or 1 when
+the daemon is unreachable or keeps no history."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import Any
 from opswatch.daemon.status import UnreachableError, get_json, human_duration
 
 
-def render(forecasts: list[dict[str, Any]]) -> str:
+def render(forecasts: list[dict[str, Any]], advice: list[dict[str, Any]]) -> str:
+    lines = [_forecasts(forecasts), ""]
+    if advice:
+        lines += ["ADVICE", *(f"- {a['recommendation']}" for a in advice)]
+    else:
+        lines.append("no scaling advice: no trigger held over the last day and week")
+    return "\n".join(lines)
+
+
+def _forecasts(forecasts: list[dict[str, Any]]) -> str:
     if not forecasts:
         return "no resource is forecast to reach its limit (flat, shrinking or too new)"
     rows = [("RESOURCE", "WHERE", "NOW", "PER DAY", "FULL IN (EARLIEST - LIKELY - LATEST)")]
@@ -37,4 +46,4 @@ def capacity(url: str) -> tuple[int, str]:
         return 1, f"opswatch capacity: cannot reach the daemon at {exc}"
     if not body.get("history"):
         return 1, "opswatch capacity: the daemon keeps no metric history (OPSWATCH_HISTORY=off)"
-    return 0, render(list(body.get("forecasts", [])))
+    return 0, render(list(body.get("forecasts", [])), list(body.get("advice", [])))
