@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from opswatch.capacity.history import STEP, HistorySettings
 from opswatch.capacity.rollup import HistoryJob
@@ -159,11 +160,15 @@ async def test_the_size_cap_prunes_the_oldest_rollups_first(store: StateStore) -
     assert first.pruned_rollups == 86400 // STEP  # the oldest day, and only it
     left = await store.history_rollups([series], 0, epoch + 4 * 86400)
     assert min(r.at for r in left) == epoch + 86400
-    await capped.run_once()
-    await capped.run_once()  # never the roll-ups within the raw retention
+    with capture_logs() as logs:
+        for _ in range(4):  # never the roll-ups within the raw retention
+            await capped.run_once()
     left = await store.history_rollups([series], 0, epoch + 4 * 86400)
     assert left
     assert min(r.at for r in left) >= epoch + 3 * 86400 - 3600
+    events = [e["event"] for e in logs]
+    assert events.count("history_capped") == 2  # the second day, then the third up to 1 h ago
+    assert events.count("history_over_cap") == 1  # once, not at every run
 
 
 async def test_the_store_stops_growing_once_the_retention_has_passed(

@@ -78,6 +78,8 @@ class HistoryJob:
         self._settle = settle
         #: how far the size cap has pruned the roll-ups (epoch seconds)
         self._capped_before = 0
+        #: the cap is reached with only raw samples left (logged once until it is not)
+        self._over_cap = False
 
     async def run_once(self) -> HistoryPass:
         now = int(self._clock().timestamp())
@@ -98,6 +100,8 @@ class HistoryJob:
         cap = self.settings.max_bytes
         if cap is not None and size > cap:
             pruned = await self._cap(rollups_before, samples_before, size, cap, pruned)
+        else:
+            self._over_cap = False
         return HistoryPass(written, pruned[0], pruned[1], size)
 
     async def _cap(
@@ -119,7 +123,9 @@ class HistoryJob:
                     rollups_before=cutoff,
                 )
                 return samples, rollups + more[1]
-        log.warning("history_over_cap", bytes=size, max_bytes=cap)
+        if not self._over_cap:  # once, until the history fits again
+            log.warning("history_over_cap", bytes=size, max_bytes=cap)
+        self._over_cap = True
         return samples, rollups
 
     async def run(
