@@ -24,6 +24,7 @@ BENCHMARKS = (
     ("bench.bench_muting", 30),
     ("bench.bench_windows", 30),
     ("bench.bench_tracker", 60),
+    ("bench.bench_history", 60),
 )
 
 

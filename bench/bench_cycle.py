@@ -128,7 +128,9 @@ def _report(name: str, per_check: dict[str, Costs], cycle: Costs, errors: dict[s
     )
 
 
-async def run(rounds: int, pause: float, configs: Sequence[str], port: int, pid: int) -> None:
+async def run(
+    rounds: int, pause: float, configs: Sequence[str], port: int, pid: int, *, history: str
+) -> None:
     quiet_logging()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -139,6 +141,7 @@ async def run(rounds: int, pause: float, configs: Sequence[str], port: int, pid:
         base = {
             **{k: v for k, v in os.environ.items() if not k.startswith("OPSWATCH_")},
             "OPSWATCH_API_LISTEN": "127.0.0.1:0",
+            "OPSWATCH_HISTORY": history,
         }
         print(f"bench_cycle machine: {machine()}")
         for name in configs:
@@ -161,11 +164,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between rounds")
     parser.add_argument("--config", choices=("default", "all"), action="append")
     parser.add_argument("--quick", action="store_true", help="5 rounds")
+    parser.add_argument("--history", choices=("on", "off"), default="on", help="metric history")
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else args.rounds
     configs = args.config or ["default", "all"]
     with http_server() as (port, server):
-        asyncio.run(run(rounds, args.pause, configs, port, server.pid))
+        asyncio.run(run(rounds, args.pause, configs, port, server.pid, history=args.history))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", default="30s")
     parser.add_argument("--checks", default="host")
     parser.add_argument("--quick", action="store_true", help="40 s at a 5 s interval")
+    parser.add_argument("--history", choices=("on", "off"), default="on", help="metric history")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.interval = 40.0, "5s"
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             **{k: v for k, v in os.environ.items() if not k.startswith("OPSWATCH_")},
             "OPSWATCH_INTERVAL": args.interval,
             "OPSWATCH_CHECKS": args.checks,
+            "OPSWATCH_HISTORY": args.history,
             "OPSWATCH_STATE_PATH": str(Path(state) / "state.sqlite3"),
             "OPSWATCH_API_LISTEN": f"127.0.0.1:{_free_port()}",
             "OPSWATCH_LOG_FORMAT": "json",

@@ -60,7 +60,7 @@ class TimedApp(App):
                 self.done.set()
 
 
-async def run(targets: int, interval: str, cycles: int, port: int) -> None:
+async def run(targets: int, interval: str, cycles: int, port: int, history: str) -> None:
     quiet_logging()
     with tempfile.TemporaryDirectory() as tmp:
         items = ",".join(f"t{i:04d}=http://127.0.0.1:{port}/t/{i}" for i in range(targets))
@@ -72,6 +72,7 @@ async def run(targets: int, interval: str, cycles: int, port: int) -> None:
                 "OPSWATCH_INTERVAL": interval,
                 "OPSWATCH_STATE_PATH": str(Path(tmp) / "s.sqlite3"),
                 "OPSWATCH_API_LISTEN": "127.0.0.1:0",
+                "OPSWATCH_HISTORY": history,
             }
         )
         app = TimedApp(config, targets * cycles)
@@ -126,10 +127,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", default="10s")
     parser.add_argument("--cycles", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="3 cycles at 10 s")
+    parser.add_argument("--history", choices=("on", "off"), default="on", help="metric history")
     args = parser.parse_args(argv)
     interval, cycles = ("10s", 3) if args.quick else (_duration(args.interval), args.cycles)
     with http_server() as (port, _):
-        asyncio.run(run(args.targets, interval, cycles, port))
+        asyncio.run(run(args.targets, interval, cycles, port, args.history))
 
 
 if __name__ == "__main__":

@@ -84,13 +84,13 @@ def test_defaults_need_no_variable(tmp_path: Path) -> None:
     assert settings.interval == 30.0
     assert settings.checks == ("host",)
     assert settings.api_listen == ("127.0.0.1", 9184)
-    assert [c.check for c in config.collectors] == ["host"]
+    assert [c.check for c in config.collectors] == ["host", "capacity"]  # forecasts: history on
 
 
 def test_configured_http_targets_enable_the_http_check() -> None:
     config = load_config({"OPSWATCH_HTTP_TARGETS": "api=http://127.0.0.1:8000/health"})
     assert config.settings.checks == ("host", "http")
-    assert [c.check for c in config.collectors] == ["host", "http:api"]
+    assert [c.check for c in config.collectors] == ["host", "http:api", "capacity"]
 
 
 def test_enabled_check_without_targets_names_the_missing_variable() -> None:
@@ -441,4 +441,4 @@ def test_a_targets_file_alone_enables_its_collector(tmp_path: Path) -> None:
     targets.write_text("api=http://user:pw@127.0.0.1:8000/health\n")
     config = load_config({"OPSWATCH_HTTP_TARGETS_FILE": str(targets)})
     assert config.settings.checks == ("host", "http")
-    assert [c.check for c in config.collectors] == ["host", "http:api"]
+    assert [c.check for c in config.collectors] == ["host", "http:api", "capacity"]

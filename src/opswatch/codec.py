@@ -12,10 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from opswatch.model import (
+    Advice,
     Alert,
     AlertState,
     BudgetState,
     CheckStatus,
+    Forecast,
     Health,
     MaintenanceWindow,
     Matcher,
@@ -311,6 +313,40 @@ def matchers_from_json(data: list[JSON]) -> tuple[Matcher, ...]:
     return tuple(Matcher(m["name"], MatchOp(m["op"]), m["value"]) for m in data)
 
 
+def forecast_to_json(forecast: Forecast) -> JSON:
+    return {
+        "rule": forecast.rule,
+        "resource": forecast.resource,
+        "check": forecast.check,
+        "metric": forecast.metric,
+        "labels": dict(forecast.labels),
+        "at": forecast.at.isoformat(),
+        "value": forecast.value,
+        "limit": forecast.limit,
+        "per_day": forecast.per_day,
+        "earliest_s": forecast.earliest_s,
+        "likely_s": forecast.likely_s,
+        "latest_s": forecast.latest_s,
+    }
+
+
+def advice_to_json(advice: Advice) -> JSON:
+    return {
+        "resource": advice.resource,
+        "check": advice.check,
+        "metric": advice.metric,
+        "labels": dict(advice.labels),
+        "at": advice.at.isoformat(),
+        "trigger": advice.trigger,
+        "day": advice.day,
+        "week": advice.week,
+        "peak": advice.peak,
+        "sustained_s": advice.sustained_s,
+        "per_week": advice.per_week,
+        "recommendation": advice.recommendation,
+    }
+
+
 def silence_to_json(silence: Silence) -> JSON:
     return {
         "id": silence.id,
@@ -523,4 +559,35 @@ shape(
         code={"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
         message=STRING,
     ),
+)
+NULLABLE_NUMBER = _type("number", nullable=True)
+shape(
+    "Forecast",
+    rule=STRING,
+    resource=STRING,
+    check=STRING,
+    metric=STRING,
+    labels=STRING_MAP,
+    at=TIME,
+    value=NUMBER,
+    limit=NULLABLE_NUMBER,
+    per_day=NUMBER,
+    earliest_s=NULLABLE_NUMBER,
+    likely_s=NULLABLE_NUMBER,
+    latest_s=NULLABLE_NUMBER,
+)
+shape(
+    "Advice",
+    resource=STRING,
+    check=STRING,
+    metric=STRING,
+    labels=STRING_MAP,
+    at=TIME,
+    trigger=STRING,
+    day=NUMBER,
+    week=NUMBER,
+    peak=NUMBER,
+    sustained_s=NUMBER,
+    per_week=NULLABLE_NUMBER,
+    recommendation=STRING,
 )

@@ -248,6 +248,8 @@ class CycleRecord:
     resolved: Sequence[str]
     transitions: Sequence[Transition]
     outbox: Sequence[tuple[str, Notification]]
+    #: the run's samples kept in the metric history (:mod:`opswatch.capacity.history`)
+    samples: Sequence[Sample] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,3 +388,87 @@ class MaintenanceWindow:
     created_by: str
     comment: str
     created_at: datetime
+
+
+#: a series' identity as the history keeps it: check, metric and its labels sorted
+SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def series_key(sample: Sample) -> SeriesKey:
+    return sample.check, sample.metric, tuple(sorted(sample.labels.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One series of the metric history: its id in the store and what it is."""
+
+    id: int
+    check: str
+    metric: str
+    labels: Labels
+
+
+@dataclass(frozen=True, slots=True)
+class RawPoint:
+    """One stored sample of a series; ``at`` in whole seconds since the epoch."""
+
+    series: int
+    at: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One series' samples of one bucket (``at``, its start in epoch seconds) summarized."""
+
+    series: int
+    at: int
+    min: float
+    max: float
+    mean: float
+    p95: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When one series of a resource (a disk, a pool) reaches its limit, from its trend
+    (:mod:`opswatch.capacity.forecast`): in seconds from ``at``; ``latest`` None: maybe
+    never. ``limit`` None: a resource without one (a database's size): its growth only."""
+
+    rule: str
+    resource: str
+    check: str
+    metric: str
+    labels: Labels
+    at: datetime
+    value: float
+    limit: float | None
+    per_day: float
+    earliest_s: float | None
+    likely_s: float | None
+    latest_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """A scaling recommendation for one series, with its evidence
+    (:mod:`opswatch.capacity.advice`): the utilisation over the last day and week, how long
+    the trigger held, the trend."""
+
+    resource: str
+    check: str
+    metric: str
+    labels: Labels
+    at: datetime
+    trigger: str
+    #: the 95th percentile of the 5-minute means (the 5th for a "below" trigger)
+    day: float
+    week: float
+    #: the highest 5-minute maximum (the lowest minimum for a "below" trigger) in the week
+    peak: float
+    #: the longest stretch the trigger held in the last day (seconds)
+    sustained_s: float
+    #: the trend of the daily means, per week (None: under three days of history)
+    per_week: float | None
+    recommendation: str

@@ -16,12 +16,15 @@ from opswatch.model import (
     Alert,
     CycleRecord,
     MaintenanceWindow,
+    MetricSeries,
     Notification,
     OutboxItem,
     Pause,
     PauseEvent,
     Ping,
+    RawPoint,
     RecoveryResult,
+    Rollup,
     Silence,
     Transition,
 )
@@ -193,6 +196,43 @@ class MaintenanceStore(Protocol):
         ...
 
 
+class HistoryStore(Protocol):
+    """The metric history (:mod:`opswatch.capacity`): series, raw samples (written by
+    :meth:`AlertStore.record` with the cycle) and their roll-ups. Times are whole seconds
+    since the epoch; ``until`` bounds are exclusive."""
+
+    async def history_series(self, check: str | None = None) -> list[MetricSeries]:
+        """The series (of ``check`` when given), by id."""
+        ...
+
+    async def history_samples(
+        self, since: int, until: int, series: Sequence[int] | None = None
+    ) -> list[RawPoint]:
+        """Raw samples in ``[since, until)`` (of ``series`` when given), by time then series."""
+        ...
+
+    async def history_rollups(self, series: Sequence[int], since: int, until: int) -> list[Rollup]:
+        """The roll-ups of ``series`` starting in ``[since, until)``, by series then time."""
+        ...
+
+    async def history_rolled_until(self) -> int | None:
+        """Where the last roll-up ended (None: none yet)."""
+        ...
+
+    async def history_store_rollups(self, rollups: Sequence[Rollup], rolled_until: int) -> None:
+        """Insert or replace ``rollups`` and record ``rolled_until``, in one transaction."""
+        ...
+
+    async def history_prune(self, samples_before: int, rollups_before: int) -> tuple[int, int]:
+        """Delete raw samples and roll-ups older than the bounds, and the series created
+        before ``rollups_before`` that have no roll-up left; (samples, roll-ups) deleted."""
+        ...
+
+    async def history_bytes(self) -> int:
+        """The space the history takes (SQLite: the used pages of the whole file)."""
+        ...
+
+
 class LeaseTable(Protocol):
     """Per-check leases kept in a shared store (the PostgreSQL store's ``opswatch_leases``)."""
 
@@ -209,6 +249,7 @@ class StateStore(
     PingStore,
     PauseStore,
     MaintenanceStore,
+    HistoryStore,
     Protocol,
 ):
     """A whole state store: both stores satisfy it."""

@@ -85,7 +85,7 @@ def test_a_heartbeat_without_a_key_needs_the_write_token(clock: ManualClock) -> 
     assert "OPSWATCH_API_TOKEN" in caught.value.problem
     refuse_unpingable([], None)  # nothing to refuse without heartbeats
     config = load_config({**environ, "OPSWATCH_API_TOKEN": "t" * 20}, clock)
-    assert [c.check for c in config.collectors] == ["heartbeat:backup"]
+    assert [c.check for c in config.collectors] == ["heartbeat:backup", "capacity"]
 
 
 # -- the verdict ----------------------------------------------------------------------------

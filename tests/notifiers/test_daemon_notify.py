@@ -352,7 +352,7 @@ def test_check_config_shows_routes_and_masks_every_secret(tmp_path: Path) -> Non
 def test_without_channels_there_is_no_notify_check() -> None:
     config = load_config({"OPSWATCH_STATE_PATH": "/tmp/unused.sqlite3"})
 
-    assert [c.check for c in config.collectors] == ["host"]
+    assert [c.check for c in config.collectors] == ["host", "capacity"]
     assert "notifications_failing" not in [r.name for r in config.rules]
 
 

@@ -377,6 +377,10 @@ async def test_tables_live_in_the_configured_schema_only(postgres_dsn: str, sche
         "opswatch_pauses",
         "opswatch_pause_events",
         "opswatch_maintenance_windows",
+        "opswatch_metric_series",
+        "opswatch_metric_samples",
+        "opswatch_metric_rollups",
+        "opswatch_metric_meta",
     }
 
 

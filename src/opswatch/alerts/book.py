@@ -18,7 +18,7 @@ from datetime import datetime
 import structlog
 
 from opswatch.alerts.tracker import AlertTracker
-from opswatch.model import AlertState, CycleRecord, Transition, TransitionKind
+from opswatch.model import AlertState, CycleRecord, Sample, Transition, TransitionKind
 from opswatch.notifiers.pipeline import NotifyPipeline
 from opswatch.ports import CommitStore
 from opswatch.state.outage import StoreOutage
@@ -65,21 +65,25 @@ class AlertBook:
         *,
         touched: Collection[str] = (),
         notify: Sequence[Transition] | None = None,
+        samples: Sequence[Sample] = (),
     ) -> bool:
         """Write the changes of the alerts in ``transitions`` and ``touched`` (fingerprints),
-        the transitions and the notifications of ``notify`` (default: all transitions) in one
-        transaction. ``source`` names the writer in the log (a check, ``recovery``, ``rules``).
-        Returns whether it was written; when not, the tracker is as before the changes."""
+        the transitions, the notifications of ``notify`` (default: all transitions) and the
+        metric history's ``samples`` in one transaction. ``source`` names the writer in the
+        log (a check, ``recovery``, ``rules``). Returns whether it was written; when not, the
+        tracker is as before the changes."""
         fingerprints = {*touched, *(t.alert.fingerprint for t in transitions)}
         changes = self.tracker.take(fingerprints)
-        if not changes and not transitions:
+        if not changes and not transitions and not samples:
             return True
         active = [a for a in changes.alerts if a.state is not AlertState.RESOLVED]
         resolved = [t.alert.fingerprint for t in transitions if t.kind is TransitionKind.RESOLVED]
         notified = transitions if notify is None else notify
         try:
             outbox = await self.pipeline.rows(self.store, notified, now)
-            await self.store.record(CycleRecord(active, resolved, transitions, outbox), now)
+            await self.store.record(
+                CycleRecord(active, resolved, transitions, outbox, samples), now
+            )
         except Exception as exc:  # a store outage: keep memory where the store is
             self.tracker.restore(changes)
             error = f"{type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from opswatch.alerts.silences import SilenceState
 from opswatch.api import (
     acklink,
     alerts,
+    capacity,
     checks,
     heartbeats,
     maintenance,
@@ -31,7 +32,7 @@ from opswatch.api.openapi import DOCUMENT, Param, document
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
-from opswatch.codec import BOOLEAN, INTEGER, JSON, STRING, TIME, array, obj, ref
+from opswatch.codec import BOOLEAN, INTEGER, JSON, NUMBER, STRING, STRING_MAP, TIME, array, obj, ref
 
 log = structlog.get_logger("opswatch.api")
 
@@ -477,6 +478,39 @@ ROUTES: tuple[Route, ...] = (
         query=(Param("by", STRING, "who deletes it (default api)"),),
         answer=ref("MaintenanceWindow"),
         errors=((404, "no such one-off window"), (503, "maintenance windows are not available")),
+    ),
+    Route(
+        "GET",
+        "/api/v1/metrics/{check}",
+        capacity.metrics,
+        Scope.READ,
+        "the metric history of a check: raw samples or 5-minute roll-ups",
+        query=(
+            Param("metric", STRING, "one metric (default: every metric of the check)"),
+            Param("since", STRING, "how far back: 6h, 7d or an ISO 8601 time (default 1h)"),
+            Param("step", STRING, "raw, or a multiple of 5m (default: raw up to 6h)"),
+        ),
+        answer=obj(
+            check=STRING,
+            since=TIME,
+            step={"type": ["string", "integer"]},
+            series=array(
+                obj(
+                    metric=STRING,
+                    labels=STRING_MAP,
+                    points=array(array(NUMBER)),
+                )
+            ),
+        ),
+        errors=((404, "history is off, or the check has no history"),),
+    ),
+    Route(
+        "GET",
+        "/api/v1/capacity",
+        capacity.capacity,
+        Scope.READ,
+        "forecasts (when each resource with a rising trend reaches its limit) and advice",
+        answer=obj(history=BOOLEAN, forecasts=array(ref("Forecast")), advice=array(ref("Advice"))),
     ),
 )
 

@@ -18,6 +18,7 @@ from opswatch.alerts.operator import Operator
 from opswatch.alerts.pause import Pauses
 from opswatch.alerts.silences import Silences
 from opswatch.api.metrics import CheckCounters, CheckStats
+from opswatch.capacity.resources import Capacity
 from opswatch.collectors.heartbeat import HeartbeatDesk
 from opswatch.model import Alert, CheckStatus, Health, Pause
 from opswatch.notifiers.acklinks import AckLinks
@@ -69,6 +70,8 @@ class Services:
     #: the signer of one-click ack links in use (``OPSWATCH_EXTERNAL_URL``; a reload may
     #: replace it); ``None``: off
     ack_links: Callable[[], AckLinks | None] = lambda: None
+    #: the metric history and the forecasts; ``None``: the routes answer that it is off
+    capacity: Capacity | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -83,6 +86,7 @@ HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
 PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
 ACK_LINKS: web.AppKey[Callable[[], AckLinks | None]] = web.AppKey("ack_links")
+CAPACITY: web.AppKey[Capacity | None] = web.AppKey("capacity")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -98,6 +102,7 @@ def install(app: web.Application, services: Services) -> None:
     app[PAUSES] = services.pauses
     app[MAINTENANCE] = services.maintenance
     app[ACK_LINKS] = services.ack_links
+    app[CAPACITY] = services.capacity
 
 
 class MetricsView:

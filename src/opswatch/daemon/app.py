@@ -28,6 +28,11 @@ from opswatch.alerts.tracker import AlertTracker
 from opswatch.api.app import ApiServer
 from opswatch.api.metrics import MetricsExporter
 from opswatch.api.services import MetricsView, Services
+from opswatch.capacity.check import CHECK as FORECAST_CHECK
+from opswatch.capacity.check import follow as follow_forecasts
+from opswatch.capacity.history import SeriesFilter
+from opswatch.capacity.resources import Capacity
+from opswatch.capacity.rollup import HistoryJob
 from opswatch.collectors.base import Collector, EventSource, StoreCheck
 from opswatch.collectors.heartbeat import HeartbeatDesk
 from opswatch.daemon.checks import CheckBoard
@@ -149,11 +154,16 @@ class App:
             remediation=self.remediation,
             scheduler=self.scheduler,
             clock=clock,
+            history=SeriesFilter(config.history),
         )
         self.use_store(config.collectors)
         self.heartbeats = HeartbeatDesk(
             lambda: self.cycle.collectors, self.store, clock, self._recheck
         )
+        # roll-ups, retention and the size cap of the metric history: a job of its own
+        settle = self.timing.interval + self.timing.check_timeout
+        self.history = HistoryJob(self.store, config.history, clock, settle)
+        self.capacity = Capacity(self.store, config.history, config.forecast, clock)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -167,6 +177,7 @@ class App:
             pauses=self.pauses,
             maintenance=self.maintenance,
             ack_links=lambda: self.config.ack_links,  # the notifiers' (a reload swaps both)
+            capacity=self.capacity,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
@@ -191,6 +202,10 @@ class App:
 
     def _verifier(self, alert: Alert) -> Verify:
         return self.cycle.verifier(alert)  # the cycle is built after recovery (it needs it)
+
+    async def _lead_history(self) -> bool:
+        """Whether this replica rolls up and prunes the history now (one of them does)."""
+        return self.config.history.enabled and await self.replicas.lead("history", status=False)
 
     def _wake_outbox(self) -> None:
         self.outbox.wake()  # the one in use: a reload replaces it
@@ -238,6 +253,11 @@ class App:
             self.spawn(self.silences.follow(lambda: self.timing.interval), "silences")
             self.spawn(self.pauses.follow(lambda: self.timing.interval), "pauses")
             self.spawn(self.maintenance.follow(lambda: self.timing.interval), "maintenance")
+        self.spawn(self.history.run(self._lead_history), "history")
+        forecasts = follow_forecasts(
+            self.capacity, lambda: self.cycle.collectors.get(FORECAST_CHECK)
+        )
+        self.spawn(forecasts, "forecasts")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings
@@ -272,6 +292,7 @@ class App:
             return
         self.systemd.stopping()
         self.scheduler.shutdown()
+        self.cycle.stopping = True
         for task in list(self.cycle.running):
             task.cancel()
         await asyncio.gather(*self.cycle.running, return_exceptions=True)

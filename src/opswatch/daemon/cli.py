@@ -27,6 +27,7 @@ from opswatch.api.app import exposure
 from opswatch.config import PREFIX, ConfigError, Env, Secret
 from opswatch.daemon import heartbeat_cli, maintenance_cli, operate, pause_cli, silence_cli
 from opswatch.daemon.app import App
+from opswatch.daemon.capacity_cli import capacity
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
 from opswatch.daemon.recover import recover_once
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
     status_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    capacity_parser = sub.add_parser(
+        "capacity", help="the running daemon's forecasts: when each resource reaches its limit"
+    )
+    capacity_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
     silence_cli.add_parser(sub)
     heartbeat_cli.add_parser(sub)
     pause_cli.add_parsers(sub)
@@ -133,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(
                 api_url(config.settings.api_listen), config.api_read_token or config.api_token
             )
+        if command == "capacity":
+            url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
+            code, text = capacity(url, config.api_read_token or config.api_token)
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
+            return code
         families = {"silence": silence_cli.run, "maintenance": maintenance_cli.run}
         if command in families or command in pause_cli.COMMANDS:
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")

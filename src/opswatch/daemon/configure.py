@@ -15,6 +15,9 @@ from opswatch.alerts.flapping import FlapSettings
 from opswatch.alerts.ladder import Ladder
 from opswatch.alerts.maintenance import RecurringWindow, windows_from_env
 from opswatch.api.auth import Access, is_loopback
+from opswatch.capacity.check import FORECAST_RULES, ForecastCheck
+from opswatch.capacity.forecast import ForecastSettings
+from opswatch.capacity.history import HistorySettings
 from opswatch.collectors import COLLECTORS
 from opswatch.collectors.base import Collector
 from opswatch.collectors.heartbeat import HeartbeatCheck, refuse_unpingable
@@ -65,6 +68,10 @@ class AppConfig:
     rule_origins: Mapping[str, str] = field(default_factory=dict)
     #: ``(rule, metric)``: user rules selecting a metric no configured collector produces
     rules_matching_nothing: Sequence[tuple[str, str]] = ()
+    #: ``OPSWATCH_HISTORY*``: the metric history (capacity/history.py)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    #: ``OPSWATCH_FORECAST_*``: the trends' window (capacity/forecast.py)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
     def access(self) -> Access:
         """What the API serves to whom (:class:`opswatch.api.auth.Access`)."""
@@ -107,6 +114,8 @@ class AppConfig:
             "rules_matching_nothing": [
                 {"rule": rule, "metric": metric} for rule, metric in self.rules_matching_nothing
             ],
+            "history": self.history.describe(),
+            "forecast": self.forecast.describe(),
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "depends": {child: list(parents) for child, parents in self.depends.items()},
             "maintenance": [w.describe(utcnow()) for w in self.maintenance],
@@ -158,7 +167,11 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     if notifiers:  # channel health is a check, its failure an alert like any other
         collectors.append(notify.health_check(clock))
         rules.extend(builtin_rules(env, settings.interval, (NOTIFY_RULE,)))
-    tunable = [spec.name for spec in (*BUILTIN, NOTIFY_RULE)]
+    history = HistorySettings.from_env(env)
+    if history.enabled:  # forecasts are a check too, their rules like any other
+        collectors.append(ForecastCheck(clock))
+        rules.extend(builtin_rules(env, settings.interval, FORECAST_RULES))
+    tunable = [spec.name for spec in (*BUILTIN, NOTIFY_RULE, *FORECAST_RULES)]
     ruleset = user_rules(env, environ.keys(), rules, settings.interval, tunable)
     repeat = {
         Severity.WARNING: env.duration(f"{PREFIX}REPEAT_WARNING", 4 * 3600.0, minimum=60.0),
@@ -171,10 +184,11 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     depends = parse_depends(env.raw(DEPENDS), [c.check for c in collectors])
     maintenance = windows_from_env(env, environ.keys())
     flapping = FlapSettings.from_env(env)
-    rule_names = [r.name for r in rules]
+    rule_names = [r.name for r in ruleset.rules]
     ladder = Ladder.from_env(env, environ.keys(), rule_names, settings.interval)
     api_read_token = env.secret(f"{PREFIX}API_READ_TOKEN")
     ack_links = AckLinks.from_env(env)
+    forecast = ForecastSettings.from_env(env)
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -199,4 +213,6 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         rules_matching_nothing=matches_nothing(
             ruleset.rules, {collector.name for collector in collectors}
         ),
+        history=history,
+        forecast=forecast,
     )

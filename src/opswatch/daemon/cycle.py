@@ -19,6 +19,7 @@ import structlog
 
 from opswatch.alerts.book import AlertBook
 from opswatch.alerts.tracker import AlertTracker
+from opswatch.capacity.history import SeriesFilter
 from opswatch.collectors.base import Collector, up_sample
 from opswatch.daemon.checks import CheckBoard
 from opswatch.daemon.replicas import Replicas
@@ -54,9 +55,12 @@ class CheckCycle:
         remediation: Remediation,
         scheduler: Scheduler,
         clock: Clock,
+        history: SeriesFilter,
     ) -> None:
         #: replaced by a reload
         self.collectors = dict(collectors)
+        #: which samples go into the metric history (replaced by a reload)
+        self.history = history
         self._evaluator = evaluator
         self._tracker = tracker
         self._book = book
@@ -67,6 +71,8 @@ class CheckCycle:
         self._clock = clock
         self._evaluations: dict[str, Evaluation] = {}
         self.running: set[asyncio.Task[object]] = set()
+        #: set by the daemon's stop before it cancels the running checks
+        self.stopping = False
 
     async def adopt(self, alerts: Sequence[Alert]) -> list[Alert]:
         """Load ``alerts`` into the tracker but those whose rule or check is no longer
@@ -160,7 +166,14 @@ class CheckCycle:
         # evidence for fired alerts; bound ones become REMEDIATING (their FIRED may be held)
         transitions, notify, claims = await remediation.intake(transitions)
         touched = [f.fingerprint for f in evaluation.findings]
-        committed = await self._book.commit(check, transitions, now, touched=touched, notify=notify)
+        committed = await self._book.commit(
+            check,
+            transitions,
+            now,
+            touched=touched,
+            notify=notify,
+            samples=self.history.keep(samples),
+        )
         if committed:
             remediation.start(claims)
         else:
@@ -194,7 +207,13 @@ class CheckCycle:
 
     def job(self, check: str) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
-            await self.run(check)
+            try:
+                await self.run(check)
+            except asyncio.CancelledError:
+                # cancelled by the daemon's stop: the run ends here, quietly (APScheduler
+                # would log a cancelled job as a crash, with its traceback)
+                if not self.stopping:
+                    raise
 
         return job
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from opswatch.alerts.dependencies import down_rules
+from opswatch.capacity.history import SeriesFilter
 from opswatch.config import PREFIX, ConfigError, Settings
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.model import Clock
@@ -178,4 +179,7 @@ class Reload:
         app.recovery.settings = config.recovery
         app.remediation.evidence = config.evidence
         app.outbox = app.new_outbox(config)
+        app.cycle.history = SeriesFilter(config.history)
+        app.history.settings = config.history
+        app.capacity.history, app.capacity.forecast = config.history, config.forecast
         return rules_changed

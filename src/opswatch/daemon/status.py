@@ -50,11 +50,21 @@ class Snapshot:
 def fetch(url: str, timeout: float = TIMEOUT_S, token: Secret | None = None) -> Snapshot:
     """The three answers; ``token`` (the read or write token) is sent as the bearer: a
     listener beyond loopback needs it for ``/status`` and the alerts."""
-    headers = {} if token is None else {"Authorization": f"Bearer {token.reveal()}"}
+    headers = _bearer(token)
     health_code, health = _get(f"{url}/healthz", timeout, headers)
     status = _read(f"{url}/status", timeout, headers)
     alerts = _read(f"{url}/api/v1/alerts", timeout, headers)
     return Snapshot(url, health_code == 200, health, status, list(alerts.get("alerts", [])))
+
+
+def get_json(url: str, token: Secret | None = None, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    """The JSON object a read route answers, sending ``token`` as the bearer; a refusal or an
+    unreachable daemon raises :class:`UnreachableError` with the API's one line."""
+    return _read(url, timeout, _bearer(token))
+
+
+def _bearer(token: Secret | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token.reveal()}"}
 
 
 def _read(url: str, timeout: float, headers: dict[str, str]) -> dict[str, Any]:

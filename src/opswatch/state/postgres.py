@@ -69,15 +69,21 @@ from opswatch.model import (
     Alert,
     CycleRecord,
     MaintenanceWindow,
+    MetricSeries,
     Notification,
     OutboxItem,
     Pause,
     PauseEvent,
     Ping,
+    RawPoint,
     RecoveryOutcome,
     RecoveryResult,
+    Rollup,
+    Sample,
+    SeriesKey,
     Silence,
     Transition,
+    series_key,
 )
 from opswatch.ports import LeaseError, StoreError, UnusableStateError
 
@@ -198,6 +204,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX opswatch_maintenance_windows_ends_at ON opswatch_maintenance_windows (ends_at);
     """,
+    # 7: metric history (capacity/): series, raw samples, 5-minute roll-ups
+    """
+    CREATE TABLE opswatch_metric_series (
+        id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        check_name text NOT NULL,
+        metric text NOT NULL,
+        labels text NOT NULL,
+        created bigint NOT NULL,
+        UNIQUE (check_name, metric, labels)
+    );
+    CREATE TABLE opswatch_metric_samples (
+        series integer NOT NULL,
+        at bigint NOT NULL,
+        value double precision NOT NULL,
+        PRIMARY KEY (series, at)
+    );
+    CREATE INDEX opswatch_metric_samples_at ON opswatch_metric_samples USING brin (at);
+    CREATE TABLE opswatch_metric_rollups (
+        series integer NOT NULL,
+        at bigint NOT NULL,
+        min double precision NOT NULL,
+        max double precision NOT NULL,
+        mean double precision NOT NULL,
+        p95 double precision NOT NULL,
+        count integer NOT NULL,
+        PRIMARY KEY (series, at)
+    );
+    CREATE INDEX opswatch_metric_rollups_at ON opswatch_metric_rollups USING brin (at);
+    CREATE TABLE opswatch_metric_meta (
+        name text PRIMARY KEY,
+        value bigint NOT NULL
+    );
+    """,
 )
 
 _RECOVERY_COLUMNS = (
@@ -220,6 +259,34 @@ _UPSERT_ALERT = (
 _INSERT_HISTORY = (
     "INSERT INTO opswatch_history (at, fingerprint, kind, data) VALUES ($1, $2, $3, $4)"
 )
+_UPSERT_SERIES = (
+    "INSERT INTO opswatch_metric_series (check_name, metric, labels, created) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (check_name, metric, labels) "
+    "DO UPDATE SET check_name = excluded.check_name RETURNING id"
+)
+_INSERT_SAMPLES = (
+    "INSERT INTO opswatch_metric_samples (series, at, value) "
+    "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[]) "
+    "ON CONFLICT (series, at) DO UPDATE SET value = excluded.value"
+)
+_ROLLUP_COLUMNS = "series, at, min, max, mean, p95, count"
+_UPSERT_ROLLUPS = (
+    f"INSERT INTO opswatch_metric_rollups ({_ROLLUP_COLUMNS}) "
+    "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[], "
+    "$4::double precision[], $5::double precision[], $6::double precision[], $7::integer[]) "
+    "ON CONFLICT (series, at) DO UPDATE SET min = excluded.min, max = excluded.max, "
+    "mean = excluded.mean, p95 = excluded.p95, count = excluded.count"
+)
+# each history table's size, scaled by the share of its rows that are live (as far as the
+# statistics know yet: a table they have not counted counts whole)
+_HISTORY_BYTES = """
+SELECT coalesce(sum(pg_total_relation_size(t.relid) * CASE
+    WHEN t.n_live_tup + t.n_dead_tup = 0 THEN 1.0
+    ELSE t.n_live_tup::float8 / (t.n_live_tup + t.n_dead_tup) END), 0)::bigint
+FROM pg_stat_user_tables AS t
+WHERE t.relname IN ('opswatch_metric_series', 'opswatch_metric_samples',
+    'opswatch_metric_rollups') AND t.schemaname = current_schema()
+"""
 _INSERT_OUTBOX = (
     "INSERT INTO opswatch_outbox "
     "(channel, idempotency_key, data, fingerprints, created_at, next_attempt_at) "
@@ -329,6 +396,8 @@ class PostgresStore:
         self._command_timeout = command_timeout
         self._sleep = sleep
         self._pool: asyncpg.Pool | None = None
+        #: metric series ids by (check, metric, sorted labels), as committed
+        self._series: dict[SeriesKey, int] = {}
         self._renewer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -437,9 +506,12 @@ class PostgresStore:
             for t in cycle.transitions
         ]
         outbox = [_outbox_row(channel, n, now, now) for channel, n in cycle.outbox]
-        if not (alerts or resolved or history or outbox):
+        if not (alerts or resolved or history or outbox or cycle.samples):
             return
+        new: dict[SeriesKey, int] = {}
         async with self.pool.acquire() as conn, conn.transaction():
+            if cycle.samples:
+                await self._record_samples(conn, cycle.samples, new)
             if alerts:
                 await conn.executemany(_UPSERT_ALERT, alerts)
             if resolved:
@@ -450,6 +522,112 @@ class PostgresStore:
                 await conn.executemany(_INSERT_HISTORY, history)
             if outbox:
                 await conn.executemany(_INSERT_OUTBOX, outbox)
+        self._series.update(new)  # only ids that were committed
+
+    async def _record_samples(
+        self,
+        conn: PoolConnectionProxy[Record],
+        samples: Sequence[Sample],
+        new: dict[SeriesKey, int],
+    ) -> None:
+        """One batched insert of ``samples``; a series met for the first time is created."""
+        ids: list[int] = []
+        ats: list[int] = []
+        values: list[float] = []
+        for sample in samples:
+            key = series_key(sample)
+            series = self._series.get(key, new.get(key))
+            if series is None:
+                series = await conn.fetchval(
+                    _UPSERT_SERIES,
+                    key[0],
+                    key[1],
+                    json.dumps(dict(key[2]), separators=(",", ":")),
+                    int(sample.at.timestamp()),
+                )
+                new[key] = series
+            ids.append(series)
+            ats.append(int(sample.at.timestamp()))
+            values.append(sample.value)
+        await conn.execute(_INSERT_SAMPLES, ids, ats, values)
+
+    # -- metric history (see capacity/) ---------------------------------------------------
+
+    async def history_series(self, check: str | None = None) -> list[MetricSeries]:
+        rows = await self.pool.fetch(
+            "SELECT id, check_name, metric, labels FROM opswatch_metric_series "
+            "WHERE $1::text IS NULL OR check_name = $1 ORDER BY id",
+            check,
+        )
+        return [MetricSeries(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def history_samples(
+        self, since: int, until: int, series: Sequence[int] | None = None
+    ) -> list[RawPoint]:
+        rows = await self.pool.fetch(
+            "SELECT series, at, value FROM opswatch_metric_samples "
+            "WHERE at >= $1 AND at < $2 AND ($3::integer[] IS NULL OR series = ANY($3)) "
+            "ORDER BY at, series",
+            since,
+            until,
+            None if series is None else list(series),
+        )
+        return [RawPoint(r[0], r[1], r[2]) for r in rows]
+
+    async def history_rollups(self, series: Sequence[int], since: int, until: int) -> list[Rollup]:
+        rows = await self.pool.fetch(
+            f"SELECT {_ROLLUP_COLUMNS} FROM opswatch_metric_rollups "
+            "WHERE series = ANY($1) AND at >= $2 AND at < $3 ORDER BY series, at",
+            list(series),
+            since,
+            until,
+        )
+        return [Rollup(*r) for r in rows]
+
+    async def history_rolled_until(self) -> int | None:
+        value: int | None = await self.pool.fetchval(
+            "SELECT value FROM opswatch_metric_meta WHERE name = 'rolled_until'"
+        )
+        return value
+
+    async def history_store_rollups(self, rollups: Sequence[Rollup], rolled_until: int) -> None:
+        fields = ("series", "at", "min", "max", "mean", "p95", "count")
+        columns = [[getattr(r, name) for r in rollups] for name in fields]
+        async with self.pool.acquire() as conn, conn.transaction():
+            if rollups:
+                await conn.execute(_UPSERT_ROLLUPS, *columns)
+            await conn.execute(
+                "INSERT INTO opswatch_metric_meta (name, value) VALUES ('rolled_until', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                rolled_until,
+            )
+
+    async def history_prune(self, samples_before: int, rollups_before: int) -> tuple[int, int]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            samples = await conn.fetchval(
+                "WITH gone AS (DELETE FROM opswatch_metric_samples WHERE at < $1 RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                samples_before,
+            )
+            rollups = await conn.fetchval(
+                "WITH gone AS (DELETE FROM opswatch_metric_rollups WHERE at < $1 RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                rollups_before,
+            )
+            forgotten = await conn.execute(
+                "DELETE FROM opswatch_metric_series AS s WHERE created < $1 AND NOT EXISTS "
+                "(SELECT 1 FROM opswatch_metric_rollups WHERE series = s.id)",
+                rollups_before,
+            )
+        if forgotten != "DELETE 0":  # a deleted series must not be written to by a cached id
+            self._series.clear()
+        return int(samples), int(rollups)
+
+    async def history_bytes(self) -> int:
+        """The live rows' share of the history tables (a deleted row's space counts as free
+        once deleted, as SQLite's free pages do, though PostgreSQL reuses it only later)."""
+        size: int = await self.pool.fetchval(_HISTORY_BYTES)
+        return size
 
     async def history(self, limit: int = 100, fingerprint: str | None = None) -> list[Transition]:
         """The newest transitions first."""

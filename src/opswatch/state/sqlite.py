@@ -43,15 +43,21 @@ from opswatch.model import (
     Alert,
     CycleRecord,
     MaintenanceWindow,
+    MetricSeries,
     Notification,
     OutboxItem,
     Pause,
     PauseEvent,
     Ping,
+    RawPoint,
     RecoveryOutcome,
     RecoveryResult,
+    Rollup,
+    Sample,
+    SeriesKey,
     Silence,
     Transition,
+    series_key,
 )
 from opswatch.ports import StoreError, UnusableStateError
 
@@ -152,6 +158,37 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX maintenance_windows_ends_at ON maintenance_windows (ends_at_epoch);
     """,
+    # 7: metric history (capacity/): series, raw samples in time order, 5-minute roll-ups
+    """
+    CREATE TABLE metric_series (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        UNIQUE (check_name, metric, labels)
+    );
+    CREATE TABLE metric_samples (
+        at INTEGER NOT NULL,
+        series INTEGER NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (at, series)
+    ) WITHOUT ROWID;
+    CREATE TABLE metric_rollups (
+        series INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        mean REAL NOT NULL,
+        p95 REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (series, at)
+    ) WITHOUT ROWID;
+    CREATE TABLE metric_meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 )
 
 
@@ -160,6 +197,8 @@ class SQLiteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opswatch-sqlite")
         self._db: sqlite3.Connection | None = None
+        #: metric series ids by (check, metric, sorted labels); used on the worker thread only
+        self._series: dict[SeriesKey, int] = {}
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
@@ -197,6 +236,8 @@ class SQLiteStore:
         return await self._call(load)
 
     async def record(self, cycle: CycleRecord, now: datetime) -> None:
+        new: dict[SeriesKey, int] = {}
+
         def write(db: sqlite3.Connection) -> None:
             with _transaction(db):
                 db.executemany(
@@ -222,8 +263,35 @@ class SQLiteStore:
                 db.executemany(
                     _OUTBOX_INSERT, [_outbox_row(c, n, now, now) for c, n in cycle.outbox]
                 )
+                if cycle.samples:
+                    db.executemany(_SAMPLE_INSERT, self._sample_rows(db, cycle.samples, new))
+            self._series.update(new)  # only ids that were committed
 
         await self._call(write)
+
+    def _sample_rows(
+        self, db: sqlite3.Connection, samples: Sequence[Sample], new: dict[SeriesKey, int]
+    ) -> list[tuple[int, int, float]]:
+        rows = []
+        for sample in samples:
+            key = series_key(sample)
+            series = self._series.get(key) or new.get(key)
+            if series is None:
+                labels = json.dumps(dict(key[2]), separators=(",", ":"))
+                at = int(sample.at.timestamp())
+                db.execute(
+                    "INSERT INTO metric_series (check_name, metric, labels, created) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (key[0], key[1], labels, at),
+                )
+                (series,) = db.execute(
+                    "SELECT id FROM metric_series WHERE check_name = ? AND metric = ? "
+                    "AND labels = ?",
+                    (key[0], key[1], labels),
+                ).fetchone()
+                new[key] = series
+            rows.append((int(sample.at.timestamp()), series, sample.value))
+        return rows
 
     async def history(self, limit: int = 100, fingerprint: str | None = None) -> list[Transition]:
         """The newest transitions first."""
@@ -239,6 +307,103 @@ class SQLiteStore:
                     (fingerprint, limit),
                 ).fetchall()
             return [transition_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
+    # -- metric history (see capacity/) ---------------------------------------------------
+
+    async def history_series(self, check: str | None = None) -> list[MetricSeries]:
+        def read(db: sqlite3.Connection) -> list[MetricSeries]:
+            rows = db.execute(
+                "SELECT id, check_name, metric, labels FROM metric_series "
+                "WHERE ? IS NULL OR check_name = ? ORDER BY id",
+                (check, check),
+            ).fetchall()
+            return [MetricSeries(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+        return await self._call(read)
+
+    async def history_samples(
+        self, since: int, until: int, series: Sequence[int] | None = None
+    ) -> list[RawPoint]:
+        def read(db: sqlite3.Connection) -> list[RawPoint]:
+            sql = "SELECT series, at, value FROM metric_samples WHERE at >= ? AND at < ?"
+            args: tuple[object, ...] = (since, until)
+            if series is not None:
+                sql += f" AND series IN ({','.join('?' * len(series))})"
+                args += tuple(series)
+            return [RawPoint(*row) for row in db.execute(sql + " ORDER BY at, series", args)]
+
+        return await self._call(read)
+
+    async def history_rollups(self, series: Sequence[int], since: int, until: int) -> list[Rollup]:
+        def read(db: sqlite3.Connection) -> list[Rollup]:
+            found: list[Rollup] = []
+            for one in series:
+                found.extend(
+                    Rollup(*row)
+                    for row in db.execute(
+                        f"SELECT {_ROLLUP_COLUMNS} FROM metric_rollups "
+                        "WHERE series = ? AND at >= ? AND at < ? ORDER BY at",
+                        (one, since, until),
+                    )
+                )
+            return found
+
+        return await self._call(read)
+
+    async def history_rolled_until(self) -> int | None:
+        def read(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT value FROM metric_meta WHERE name = 'rolled_until'").fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._call(read)
+
+    async def history_store_rollups(self, rollups: Sequence[Rollup], rolled_until: int) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany(
+                    f"INSERT OR REPLACE INTO metric_rollups ({_ROLLUP_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r.series, r.at, r.min, r.max, r.mean, r.p95, r.count) for r in rollups],
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO metric_meta (name, value) VALUES ('rolled_until', ?)",
+                    (rolled_until,),
+                )
+
+        await self._call(write)
+
+    async def history_prune(self, samples_before: int, rollups_before: int) -> tuple[int, int]:
+        def write(db: sqlite3.Connection) -> tuple[int, int]:
+            with _transaction(db):
+                samples = db.execute(
+                    "DELETE FROM metric_samples WHERE at < ?", (samples_before,)
+                ).rowcount
+                ids = [
+                    (row[0], rollups_before) for row in db.execute("SELECT id FROM metric_series")
+                ]
+                # one seek per series: the roll-ups are kept in (series, at) order
+                rollups = db.executemany(
+                    "DELETE FROM metric_rollups WHERE series = ? AND at < ?", ids
+                ).rowcount
+                forgotten = db.execute(
+                    "DELETE FROM metric_series WHERE created < ? AND NOT EXISTS "
+                    "(SELECT 1 FROM metric_rollups WHERE series = metric_series.id)",
+                    (rollups_before,),
+                ).rowcount
+            if forgotten:  # a deleted series must not be written to by a cached id
+                self._series.clear()
+            return samples, rollups
+
+        return await self._call(write)
+
+    async def history_bytes(self) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            (pages,) = db.execute("PRAGMA page_count").fetchone()
+            (free,) = db.execute("PRAGMA freelist_count").fetchone()
+            (size,) = db.execute("PRAGMA page_size").fetchone()
+            return int((pages - free) * size)
 
         return await self._call(read)
 
@@ -594,6 +759,13 @@ class SQLiteStore:
 
         return await self._call(write)
 
+
+#: a metric history sample; a second one of the series in the same second replaces it
+_SAMPLE_INSERT = (
+    "INSERT INTO metric_samples (at, series, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (at, series) DO UPDATE SET value = excluded.value"
+)
+_ROLLUP_COLUMNS = "series, at, min, max, mean, p95, count"
 
 #: a pending outbox row; a channel that already has the idempotency key keeps its row
 _OUTBOX_INSERT = (
