@@ -110,3 +110,13 @@ def test_the_pause_encoders_match_their_declared_shapes() -> None:
     for name, value in encoded.items():
         assert list(Draft202012Validator(SCHEMAS[name]).iter_errors(value)) == [], name
         assert set(SCHEMAS[name]["properties"]) == set(value), name
+
+
+async def test_a_pause_the_store_cannot_take_answers_503_and_pauses_nothing(
+    api: Api, clock: ManualClock
+) -> None:
+    assert api.app is not None
+    await api.app.store.close()  # every read and write now fails (StoreError)
+    status, text = await api.call("POST", "/api/v1/monitoring/pause", PAUSE)
+    assert (status, text) == (503, "the state store did not answer; try again")
+    assert api.app.pauses.muter.pauses() == []

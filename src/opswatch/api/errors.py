@@ -6,13 +6,15 @@
 ``status`` repeats the HTTP status, ``code`` is its stable name (:data:`CODES`) and ``message``
 one line for people. Handlers raise aiohttp's ``HTTPException`` subclasses with a text as
 before; :func:`json_errors` (a middleware) turns each one, aiohttp's own (an unknown path 404,
-a wrong method 405, a body over the limit 413) and any other exception (500, logged without its
-frame locals) into that shape. Success answers pass through untouched.
+a wrong method 405, a body over the limit 413), a failing state store (503, ``api_store_failed``:
+the caller may try again) and any other exception (500, logged without its frame locals) into
+that shape. Success answers pass through untouched.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from http import HTTPStatus
 
 import structlog
@@ -20,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from opswatch.codec import JSON
+from opswatch.ports import StoreError
 
 log = structlog.get_logger("opswatch.api")
 
@@ -85,10 +88,26 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if error.status < 400:
             raise  # redirects and the like are not errors
         return _from_http(error)
-    except Exception:  # the API's boundary: a bug answers 500, the daemon goes on
+    except Exception as exc:  # the API's boundary: a bug answers 500, the daemon goes on
+        if _store_failure(exc):  # an outage, not a bug: the caller may try again
+            log.warning(
+                "api_store_failed",
+                method=request.method,
+                path=request.path,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return error_response(503, "the state store did not answer; try again")
         log.exception("api_handler_failed", method=request.method, path=request.path)
         return error_response(500, "internal error: see the daemon's log")
     return response
+
+
+def _store_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is the state store failing (SQLite, PostgreSQL through asyncpg, the
+    network under it), told by its type so that asyncpg need not be imported here."""
+    if isinstance(exc, StoreError | sqlite3.Error | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".", 1)[0] == "asyncpg"
 
 
 def _from_http(error: web.HTTPException) -> web.Response:
