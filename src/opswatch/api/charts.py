@@ -76,8 +76,9 @@ def availability_class(fraction: float | None) -> str:
 
 
 def availability_bar(days: Sequence[float | None], first: datetime) -> str:
-    """One cell per day (``first`` the oldest) coloured by its availability, runs of the
-    same colour drawn as one rectangle; a day not all good says its figure on hover."""
+    """One cell per day (``first`` the oldest) coloured by its availability: runs of good
+    days and of days without data drawn as one shape, a day not all good on its own with
+    its figure on hover (kept small: a page lists many checks)."""
     cell = 3
     parts: list[str] = []
     index = 0
@@ -86,19 +87,17 @@ def availability_bar(days: Sequence[float | None], first: datetime) -> str:
         end = index + 1
         while end < len(days) and availability_class(days[end]) == kind and kind in "gn":
             end += 1
+        x, width = index * cell, (end - index) * cell - 0.5
+        shape = f'<path class="{kind}" d="M{x} 0h{width:g}v9H{x}z"'
         if kind in "gn":
-            tip = "no data" if kind == "n" else "100%" if days[index] == 1 else "\u2265 99.9%"
-            tip = f"{_day(first, index)} \u2013 {_day(first, end - 1)}: {tip}"
+            parts.append(shape + "/>")
         else:
             tip = f"{_day(first, index)}: {100 * (days[index] or 0.0):.2f}%"
-        parts.append(
-            f'<rect x="{index * cell}" width="{(end - index) * cell - 0.5:g}" height="14" '
-            f'class="{kind}"><title>{tip}</title></rect>'
-        )
+            parts.append(f"{shape}><title>{tip}</title></path>")
         index = end
     return (
-        f'<svg class="bar" viewBox="0 0 {len(days) * cell} 14" preserveAspectRatio="none" '
-        f'role="img" aria-label="daily availability">{"".join(parts)}</svg>'
+        f'<svg class="bar" viewBox="0 0 {len(days) * cell} 9" preserveAspectRatio="none">'
+        f"{''.join(parts)}</svg>"
     )
 
 

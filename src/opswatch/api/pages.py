@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from opswatch.api.charts import Point, availability_bar, availability_class, sparkline
+from opswatch.api.charts import Point, availability_bar, sparkline
 from opswatch.api.services import ALERTS, CAPACITY, CHECKS, MUTES, SILENCES, STORE
 from opswatch.capacity.check import EVERY as FORECAST_EVERY
 from opswatch.capacity.forecast import DAY
@@ -51,7 +51,7 @@ BAR_DAYS = 90
 #: incidents and recoveries of this many days
 INCIDENT_DAYS = 7
 #: at most this many checks listed (failing first), and of incidents and recoveries
-MAX_CHECKS, MAX_INCIDENTS, MAX_RECOVERIES = 150, 20, 10
+MAX_CHECKS, MAX_INCIDENTS, MAX_RECOVERIES = 100, 20, 10
 #: how many transitions of the alert history are read for the incidents
 HISTORY_READ = 1000
 #: the metrics with a sparkline (by name or suffix), at most :data:`MAX_SPARKS` series
@@ -206,6 +206,13 @@ def check_line(status: CheckStatus, alerts: int, days: tuple[float | None, ...] 
 _ORDER = {"error": 0, "down": 1, "up": 2}
 
 
+def listed(lines: Sequence[CheckLine]) -> tuple[list[CheckLine], int]:
+    """The checks the page lists (failing ones first, then by alerts and name, at most
+    :data:`MAX_CHECKS`) and how many are left out."""
+    ordered = sorted(lines, key=lambda line: (_ORDER[line.state], -line.alerts, line.check))
+    return ordered[:MAX_CHECKS], max(0, len(ordered) - MAX_CHECKS)
+
+
 async def gather(request: web.Request) -> StatusView:
     """Read the services into a :class:`StatusView`."""
     app = request.app
@@ -219,11 +226,7 @@ async def gather(request: web.Request) -> StatusView:
     for alert in alerts:
         per_check[alert.check] = per_check.get(alert.check, 0) + 1
     statuses = app[CHECKS].statuses()
-    lines = sorted(
-        (check_line(s, per_check.get(name, 0)) for name, s in statuses.items()),
-        key=lambda line: (_ORDER[line.state], -line.alerts, line.check),
-    )
-    shown = lines[:MAX_CHECKS]
+    shown, hidden = listed([check_line(s, per_check.get(name, 0)) for name, s in statuses.items()])
     sparks: list[Spark] = []
     forecasts: list[Spark] = []
     if capacity is not None and history:
@@ -236,7 +239,7 @@ async def gather(request: web.Request) -> StatusView:
         now=now,
         health=app[CHECKS].health(),
         checks=shown,
-        hidden_checks=len(lines) - len(shown),
+        hidden_checks=hidden,
         alerts=[(a, app[MUTES].muting(a, now)) for a in alerts],
         incidents=await incidents(app[STORE], since),
         recoveries=[r for r in await app[STORE].recovery_history(MAX_RECOVERIES) if r.at >= since],
@@ -407,14 +410,13 @@ def _checks(view: StatusView) -> str:
     for line in view.checks:
         known = [d for d in line.days if d is not None]
         figure = f"{100 * sum(known) / len(known):.2f}% over {len(known)} d" if known else ""
-        kind = availability_class(sum(known) / len(known)) if known else "n"
         detail = "" if line.detail is None else f'<div class="muted">{escape(line.detail)}</div>'
         alerts = f'<span class="mark">{line.alerts} alert(s)</span>' if line.alerts else ""
         bar = availability_bar(line.days, first) if line.days else ""
         items.append(
             f'<li class="{line.state}"><div class="row"><span class="tag">{line.state}</span>'
             f'<span class="name">{escape(line.check)}</span>{alerts}'
-            f'<span class="muted av-{kind}">{figure}</span></div>{detail}{bar}</li>'
+            f'<span class="muted">{figure}</span></div>{detail}{bar}</li>'
         )
     more = (
         f'<p class="muted">and {view.hidden_checks} more (see /status)</p>'
