@@ -31,11 +31,14 @@ from opswatch.daemon.configure import load_config
 from opswatch.model import (
     Alert,
     AlertState,
+    CycleRecord,
     Forecast,
     Health,
+    Labels,
     RecoveryOutcome,
     RecoveryResult,
     Rollup,
+    Sample,
     Severity,
     TransitionKind,
 )
@@ -73,9 +76,22 @@ async def _fire(app: App, clock: ManualClock, check: str) -> str:
     raise AssertionError(f"{check} never fired")
 
 
-async def _seed_rollups(app: App, check: str, metric: str, values: list[float], end: int) -> None:
-    """One roll-up per 5 minutes ending at ``end``, for the series of ``check`` ``metric``."""
-    (series,) = [s for s in await app.store.history_series(check) if s.metric == metric]
+async def _seed_rollups(
+    app: App,
+    check: str,
+    metric: str,
+    values: list[float],
+    end: int,
+    *,
+    labels: Labels | None = None,
+) -> None:
+    """One roll-up per 5 minutes ending at ``end``, for the series of ``check`` ``metric``
+    (with ``labels``, when given)."""
+    (series,) = [
+        s
+        for s in await app.store.history_series(check)
+        if s.metric == metric and labels in (None, dict(s.labels))
+    ]
     start = end - len(values) * STEP
     rows = [Rollup(series.id, start + i * STEP, v, v, v, v, 10) for i, v in enumerate(values)]
     await app.store.history_store_rollups(rows, end)
@@ -331,3 +347,56 @@ async def test_the_page_loads_in_headless_chromium_shows_the_alert_and_is_screen
     assert shot.stat().st_size > 5000  # more than a blank page
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "status-page.png")
+
+
+@pytest.fixture
+async def plain(tmp_path: Path, clock: ManualClock) -> AsyncIterator[App]:
+    """A daemon with its default checks (host), history on."""
+    environ = {
+        "OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"),
+        "OPSWATCH_API_LISTEN": "127.0.0.1:0",
+        "OPSWATCH_INTERVAL": "1h",
+    }
+    app = App(load_config(environ, clock), clock=clock)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def test_a_forecast_has_its_sparkline_with_the_trend_and_its_time_to_full(
+    plain: App, clock: ManualClock
+) -> None:
+    labels = {"mountpoint": "/data"}
+    sample = Sample("host", "host.disk_used_percent", 50.0, clock.now, labels)
+    await plain.store.record(CycleRecord((), (), (), (), (sample,)), clock.now)
+    end = int(clock.now.timestamp()) + 8 * DAY
+    rising = [50.0 + (i + 1) * STEP / DAY for i in range(8 * DAY // STEP)]  # 1 % a day
+    await _seed_rollups(plain, "host", "host.disk_used_percent", rising, end, labels=labels)
+    clock.now += timedelta(days=8)
+    _, _, page = await _get(f"http://127.0.0.1:{plain.api.port}/")
+    forecasts = page.split("<h2>Forecasts</h2>", 1)[1]
+    assert "host host.disk_used_percent" in forecasts
+    assert "mountpoint=/data" in forecasts
+    assert "disk space 58, +1/day, full in 42 d" in forecasts
+    assert '<polyline class="trend" points=' in forecasts
+
+
+async def test_a_day_that_settles_after_the_page_was_viewed_appears_on_the_bar(
+    plain: App, clock: ManualClock
+) -> None:
+    await plain.cycle.run("host")
+    base = f"http://127.0.0.1:{plain.api.port}/"
+    midnight = int(clock.now.timestamp()) - int(clock.now.timestamp()) % DAY
+    await _seed_rollups(plain, "host", "host.up", [1.0] * (DAY // STEP), midnight)
+    _, _, before = await _get(base)
+    assert "99.00%" not in before
+    assert "100.00% over 1 d" in before
+    clock.now += timedelta(days=1)  # 12:00 the next day: yesterday has settled
+    day = [1.0] * (DAY // STEP)
+    day[:3] = [0.0] * 3  # down 15 minutes
+    await _seed_rollups(plain, "host", "host.up", day, midnight + DAY)
+    _, _, after = await _get(base)
+    assert "<title>2026-01-01: 98.96%</title>" in after
+    assert "99.48% over 2 d" in after
