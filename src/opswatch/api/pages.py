@@ -142,14 +142,9 @@ class PageCache:
         for ids, since in reads:
             if not ids:
                 continue
-            rollups = await capacity.store.history_rollups(ids, since, at + 1)
-            by_series: dict[int, list[Rollup]] = {}
-            for rollup in rollups:
-                by_series.setdefault(rollup.series, []).append(rollup)
-            for one in by_series.values():
-                for day in merge(one, DAY):
-                    target = self.days if day.at < settled else today
-                    target.setdefault(day.series, {})[day.at] = day.mean
+            for day in await capacity.store.history_rollups_merged(ids, since, at + 1, DAY):
+                target = self.days if day.at < settled else today
+                target.setdefault(day.series, {})[day.at] = day.mean
         self.settled_until = settled
         for days in self.days.values():
             for old in [d for d in days if d < first]:
