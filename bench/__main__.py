@@ -22,6 +22,7 @@ BENCHMARKS = (
     ("bench.bench_outbox", 40),
     ("bench.bench_integrity", 60),
     ("bench.bench_history", 60),
+    ("bench.bench_status_page", 30),
 )
 
 
