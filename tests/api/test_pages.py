@@ -101,10 +101,10 @@ async def _seed_rollups(
 async def seeded(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Seeded]:
     """Three http targets that refuse connections: ``api`` acked, ``web`` silenced, ``old``
     fired and resolved by hand (an incident); 90 days of ``up`` for ``api`` with one bad day;
-    a day of host CPU."""
+    a day of host CPU (written to the history: no host check runs)."""
     dead = f"127.0.0.1:{free_port()}"
     environ = {
-        "OPSWATCH_CHECKS": "host,http",
+        "OPSWATCH_CHECKS": "http",  # no host check: its rules would follow this machine
         "OPSWATCH_HTTP_TARGETS": (
             f"api=http://user:{PASSWORD}@{dead}/health?token={TOKEN},"
             f"web=http://{dead}/,old=http://{dead}/old"
@@ -117,7 +117,8 @@ async def seeded(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Seeded]:
     app = App(load_config(environ, clock), clock=clock)
     await app.start()
     try:
-        await app.cycle.run("host")
+        cpu_sample = Sample("host", "host.cpu_percent", 20.0, clock.now)
+        await app.store.record(CycleRecord((), (), (), (), (cpu_sample,)), clock.now)
         fingerprints = {t: await _fire(app, clock, f"http:{t}") for t in ("api", "web", "old")}
         operator = app.services.operator
         assert operator is not None
@@ -165,10 +166,10 @@ async def test_the_page_shows_checks_alerts_with_their_marks_an_incident_and_spa
     assert "acked by alice until 2026-01-01T14:" in alerts
     assert f"silence {seeded.silence}" in alerts
     checks = _section(page, "checks")
-    for check in ("host", "http:api", "http:web", "http:old"):
+    for check in ("capacity", "http:api", "http:web", "http:old"):
         assert f'<span class="name">{check}</span>' in checks
-    assert checks.index("http:api") < checks.index('<span class="name">host</span>')  # down first
-    assert checks.count('<svg class="bar"') == 5  # host, capacity, three targets
+    assert checks.index("http:old") < checks.index("capacity")  # the checks down first
+    assert checks.count('<svg class="bar"') == 4
     assert "<title>2025-12-29: 50.00%</title>" in checks
     incidents = _section(page, "incidents")
     assert "http_down on http:old" in incidents
@@ -400,3 +401,14 @@ async def test_a_day_that_settles_after_the_page_was_viewed_appears_on_the_bar(
     _, _, after = await _get(base)
     assert "<title>2026-01-01: 98.96%</title>" in after
     assert "99.48% over 2 d" in after
+
+
+async def test_with_the_state_store_down_the_page_shows_what_is_in_memory_and_why(
+    seeded: Seeded,
+) -> None:
+    await seeded.app.store.close()
+    status, _, page = await _get(seeded.base + "/")
+    assert status == 200
+    assert "the state store is unavailable: state store " in page
+    assert "Active alerts (2)" in page
+    assert '<span class="name">http:api</span>' in page

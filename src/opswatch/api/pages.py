@@ -18,7 +18,7 @@ few small queries per refresh.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from html import escape
 from urllib.parse import quote
@@ -42,7 +42,7 @@ from opswatch.model import (
     TransitionKind,
 )
 from opswatch.notifiers.render import format_duration, format_value, utc_iso
-from opswatch.ports import StateStore
+from opswatch.ports import StateStore, StoreError
 
 #: the page reloads itself this often (seconds)
 REFRESH = 30
@@ -113,6 +113,8 @@ class StatusView:
     history: bool
     sparks: Sequence[Spark] = ()
     forecasts: Sequence[Spark] = ()
+    #: what kept part of the page from being read
+    problem: str | None = None
 
 
 @dataclass(slots=True)
@@ -136,8 +138,7 @@ class PageCache:
             del self.days[gone]
         known = [s.id for s in series if s.id in self.days]
         fresh = [s.id for s in series if s.id not in self.days]
-        start = max(self.settled_until, first)
-        reads = [(known, start), (fresh, first)] if known else [(fresh, first)]
+        reads = [(known, max(self.settled_until, first)), (fresh, first)]
         today: dict[int, dict[int, float]] = {}
         for ids, since in reads:
             if not ids:
@@ -222,37 +223,54 @@ async def gather(request: web.Request) -> StatusView:
         per_check[alert.check] = per_check.get(alert.check, 0) + 1
     statuses = app[CHECKS].statuses()
     shown, hidden = listed([check_line(s, per_check.get(name, 0)) for name, s in statuses.items()])
-    sparks: list[Spark] = []
-    forecasts: list[Spark] = []
-    if capacity is not None and history:
-        cache = app[PAGE]
-        shown = await _with_days(cache, capacity, shown, now)
-        sparks = await _key_sparks(capacity, now)
-        forecasts = await cache.forecast_sparks(capacity, now)
-    since = now - timedelta(days=INCIDENT_DAYS)
-    return StatusView(
+    view = StatusView(
         now=now,
         health=app[CHECKS].health(),
         checks=shown,
         hidden_checks=hidden,
         alerts=[(a, app[MUTES].muting(a, now)) for a in alerts],
-        incidents=await incidents(app[STORE], since),
-        recoveries=[r for r in await app[STORE].recovery_history(MAX_RECOVERIES) if r.at >= since],
+        incidents=(),
+        recoveries=(),
         history=history,
-        sparks=sparks,
-        forecasts=forecasts,
+    )
+    try:
+        return await _stored(view, app, capacity if history else None)
+    except StoreError as exc:  # an outage: what is in memory, and why the rest is missing
+        return replace(view, history=False, problem=f"the state store is unavailable: {exc}")
+
+
+async def _stored(view: StatusView, app: web.Application, capacity: Capacity | None) -> StatusView:
+    """``view`` with what the state store holds: incidents, recoveries and, with
+    ``capacity``, the availability bars and the sparklines."""
+    now = view.now
+    since = now - timedelta(days=INCIDENT_DAYS)
+    store = app[STORE]
+    view = replace(
+        view,
+        incidents=await incidents(store, since),
+        recoveries=[r for r in await store.recovery_history(MAX_RECOVERIES) if r.at >= since],
+    )
+    if capacity is None:
+        return view
+    cache = app[PAGE]
+    series = await capacity.store.history_series()
+    return replace(
+        view,
+        checks=await _with_days(cache, capacity, series, view.checks, now),
+        sparks=await _key_sparks(capacity, series, now),
+        forecasts=await cache.forecast_sparks(capacity, now),
     )
 
 
 async def _with_days(
-    cache: PageCache, capacity: Capacity, lines: Sequence[CheckLine], now: datetime
+    cache: PageCache,
+    capacity: Capacity,
+    series: Sequence[MetricSeries],
+    lines: Sequence[CheckLine],
+    now: datetime,
 ) -> list[CheckLine]:
     checks = {line.check for line in lines}
-    ups = [
-        s
-        for s in await capacity.store.history_series()
-        if s.check in checks and s.metric.endswith(".up")
-    ]
+    ups = [s for s in series if s.check in checks and s.metric.endswith(".up")]
     daily = await cache.availability(capacity, ups, now)
     at = int(now.timestamp())
     first = at - at % DAY - (BAR_DAYS - 1) * DAY
@@ -271,10 +289,12 @@ def _key(series: MetricSeries) -> bool:
     return series.metric in KEY_METRICS or series.metric.endswith(KEY_SUFFIXES)
 
 
-async def _key_sparks(capacity: Capacity, now: datetime) -> list[Spark]:
+async def _key_sparks(
+    capacity: Capacity, series: Sequence[MetricSeries], now: datetime
+) -> list[Spark]:
     """The last day of each key metric's series (host first), in half-hour means."""
     chosen = sorted(
-        (s for s in await capacity.store.history_series() if _key(s)),
+        (s for s in series if _key(s)),
         key=lambda s: (s.check != "host", s.check, s.metric, sorted(s.labels.items())),
     )[:MAX_SPARKS]
     if not chosen:
@@ -348,8 +368,10 @@ def render(view: StatusView) -> str:
         )
     else:
         banner = '<p class="banner ok">All checks up, no active alert</p>'
-    health = (
-        "" if view.health.healthy else f'<p class="banner bad">{escape(view.health.reason)}</p>'
+    health = "".join(
+        f'<p class="banner bad">{escape(problem)}</p>'
+        for problem in (None if view.health.healthy else view.health.reason, view.problem)
+        if problem is not None
     )
     sections = [
         _alerts(view),
