@@ -215,6 +215,14 @@ class HistoryStore(Protocol):
         """The roll-ups of ``series`` starting in ``[since, until)``, by series then time."""
         ...
 
+    async def history_rollups_merged(
+        self, series: Sequence[int], since: int, until: int, step: int
+    ) -> list[Rollup]:
+        """The roll-ups of ``series`` starting in ``[since, until)`` merged in the store into
+        ``step``-wide buckets (``at - at % step``): the lowest min, the highest max and p95,
+        the count-weighted mean, the summed count; by series then time."""
+        ...
+
     async def history_rolled_until(self) -> int | None:
         """Where the last roll-up ended (None: none yet)."""
         ...

@@ -72,6 +72,7 @@ class Daemon:
             "id": silence.id,
             "action": "http_down",
             "check": "http:api",  # its runs are in the metric history
+            "metric": "http.up",
         }
 
     def path(self, route: Route) -> str:
@@ -269,3 +270,22 @@ def test_without_tokens_loopback_serves_reads_but_no_writes_and_elsewhere_only_o
     assert public.public_without_token
     assert not public.served(Scope.READ)
     assert public.served(Scope.OPEN)
+
+
+async def test_a_browser_reads_the_status_page_with_the_token_as_basic_password(
+    public: Daemon,
+) -> None:
+    page = f"{public.base}/"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(page) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith('Basic realm="opswatch"')
+        async with http.get(page, auth=aiohttp.BasicAuth("ana", READ_TOKEN)) as r:
+            assert r.status == 200
+            assert r.content_type == "text/html"
+        async with http.get(page, auth=aiohttp.BasicAuth("ana", "wrong")) as r:
+            assert r.status == 403
+        # never a write route: a browser replays Basic credentials on any request
+        silences = f"{public.base}/api/v1/silences"
+        async with http.post(silences, auth=aiohttp.BasicAuth("ana", WRITE_TOKEN)) as r:
+            assert r.status == 401

@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from opswatch.capacity.history import STEP, HistorySettings
+from opswatch.capacity.resources import merge
 from opswatch.capacity.rollup import HistoryJob
 from opswatch.model import CycleRecord, Rollup, Sample
 from opswatch.ports import StateStore
@@ -200,3 +201,29 @@ def _file_bytes(store: StateStore) -> int:
     if isinstance(store, SQLiteStore):
         return store.path.stat().st_size
     return 0
+
+
+async def test_rollups_merged_in_the_store_match_the_merge_done_in_python(
+    store: StateStore,
+) -> None:
+    await store.record(_cycle(_disk(START, 1.0), _disk(START, 2.0, "/var")), START)
+    series = [s.id for s in await store.history_series()]
+    epoch = int(START.timestamp())
+    rows = [
+        Rollup(s, epoch + i * STEP, i - 1.5, i + 0.25 * s, i + 0.5, i + 0.75, 1 + i % 3)
+        for s in series
+        for i in range(3 * 86400 // STEP)
+    ]
+    await store.history_store_rollups(rows, epoch + 3 * 86400)
+    since, until = epoch + 3600, epoch + 2 * 86400 + 7200
+    merged = await store.history_rollups_merged(series, since, until, 86400)
+    expected = [
+        m
+        for s in series
+        for m in merge([r for r in rows if r.series == s and since <= r.at < until], 86400)
+    ]
+    assert [(r.series, r.at, r.min, r.max, r.p95, r.count) for r in merged] == [
+        (r.series, r.at, r.min, r.max, r.p95, r.count) for r in expected
+    ]
+    assert [r.mean for r in merged] == pytest.approx([r.mean for r in expected])
+    assert [r.at - epoch for r in merged[:3]] == [0, 86400, 2 * 86400]

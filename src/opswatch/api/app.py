@@ -26,9 +26,11 @@ from opswatch.api import (
     silences,
 )
 from opswatch.api.auth import SCOPES, Access, Scope, authenticate
+from opswatch.api.charts import SVG, chart_handler
 from opswatch.api.errors import json_errors
 from opswatch.api.metrics import METRICS, MetricsExporter, metrics_handler
 from opswatch.api.openapi import DOCUMENT, Param, document
+from opswatch.api.pages import PAGE, PageCache, page_handler
 from opswatch.api.requests import MAX_BODY
 from opswatch.api.scrub import scrub_answers
 from opswatch.api.services import MetricsView, Services, install
@@ -512,6 +514,26 @@ ROUTES: tuple[Route, ...] = (
         "forecasts (when each resource with a rising trend reaches its limit) and advice",
         answer=obj(history=BOOLEAN, forecasts=array(ref("Forecast")), advice=array(ref("Advice"))),
     ),
+    Route(
+        "GET",
+        "/",
+        page_handler,
+        Scope.READ,
+        "the status page: checks with 90-day availability, alerts, incidents, sparklines",
+        answer=STRING,
+        answer_type="text/html",
+    ),
+    Route(
+        "GET",
+        "/charts/{check}/{metric}.svg",
+        chart_handler,
+        Scope.READ,
+        "an SVG chart of every series of one metric of a check",
+        query=(Param("since", STRING, "how far back: 6h, 7d or an ISO 8601 time (default 24h)"),),
+        answer=STRING,
+        answer_type=SVG,
+        errors=((404, "history is off, or no such series"),),
+    ),
 )
 
 
@@ -531,6 +553,7 @@ def build_app(
     )
     install(app, services)
     app[METRICS] = metrics or MetricsExporter(MetricsView(services))
+    app[PAGE] = PageCache()
     scopes: dict[tuple[str, str], Scope] = {}
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)

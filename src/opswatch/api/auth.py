@@ -4,7 +4,8 @@ Every route of the table (:data:`opswatch.api.app.ROUTES`) has a scope:
 
 * ``open`` (``/healthz``): anyone who reaches the listener, always (probes).
 * ``read``: anyone while the listener is on a loopback address; bound anywhere else, the bearer
-  ``OPSWATCH_API_READ_TOKEN`` or ``OPSWATCH_API_TOKEN`` (401 without one, 403 with a wrong one).
+  ``OPSWATCH_API_READ_TOKEN`` or ``OPSWATCH_API_TOKEN`` (401 without one, 403 with a wrong one),
+  or either as the password of HTTP Basic credentials (a browser on the status page).
   Bound elsewhere with neither token set, the read routes are not served (404): such a
   listener serves ``/healthz`` only (and the daemon logs ``api_public_without_token``).
 * ``write`` (acting on the daemon): the bearer ``OPSWATCH_API_TOKEN``; without a configured
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from aiohttp.typedefs import Handler, Middleware
 
 from opswatch.config import Secret
@@ -115,10 +116,12 @@ class Access:
             raise web.HTTPNotFound(text=self._off(scope))
         if not self.needs_token(scope):
             return
-        given = _bearer(request)
+        given = _bearer(request) or (_basic(request) if scope is Scope.READ else None)
         if given is None:
+            # a browser (the status page) answers a Basic challenge with the token as password
+            challenge = 'Basic realm="opswatch", Bearer' if scope is Scope.READ else "Bearer"
             raise web.HTTPUnauthorized(
-                text="a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+                text="a bearer token is required", headers={"WWW-Authenticate": challenge}
             )
         tokens = [self.write_token] if scope is Scope.WRITE else [self.write_token, self.read_token]
         if not any(_same(given, token) for token in tokens):
@@ -179,6 +182,17 @@ def _bearer(request: web.Request) -> str | None:
     if scheme.lower() != "bearer" or not given.strip():
         return None
     return given.strip()
+
+
+def _basic(request: web.Request) -> str | None:
+    """The password of HTTP Basic credentials (any user name): how a browser sends the read
+    token to the status page. Never for a write route: a browser replays Basic credentials on
+    any request to the origin, a cross-site form included."""
+    try:
+        credentials = BasicAuth.decode(request.headers.get("Authorization", ""))
+    except ValueError:
+        return None
+    return credentials.password or None
 
 
 def _same(given: str, token: Secret | None) -> bool:

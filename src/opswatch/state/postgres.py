@@ -584,6 +584,21 @@ class PostgresStore:
         )
         return [Rollup(*r) for r in rows]
 
+    async def history_rollups_merged(
+        self, series: Sequence[int], since: int, until: int, step: int
+    ) -> list[Rollup]:
+        rows = await self.pool.fetch(
+            "SELECT series, at - at % $4 AS bucket, MIN(min), MAX(max), "
+            "SUM(mean * count) / SUM(count), MAX(p95), SUM(count)::integer "
+            "FROM opswatch_metric_rollups WHERE series = ANY($1) AND at >= $2 AND at < $3 "
+            "GROUP BY series, bucket ORDER BY series, bucket",
+            list(series),
+            since,
+            until,
+            step,
+        )
+        return [Rollup(*r) for r in rows]
+
     async def history_rolled_until(self) -> int | None:
         value: int | None = await self.pool.fetchval(
             "SELECT value FROM opswatch_metric_meta WHERE name = 'rolled_until'"

@@ -352,6 +352,24 @@ class SQLiteStore:
 
         return await self._call(read)
 
+    async def history_rollups_merged(
+        self, series: Sequence[int], since: int, until: int, step: int
+    ) -> list[Rollup]:
+        def read(db: sqlite3.Connection) -> list[Rollup]:
+            found: list[Rollup] = []
+            for one in series:
+                found.extend(
+                    Rollup(*row)
+                    for row in db.execute(
+                        f"SELECT {_MERGED_COLUMNS} FROM metric_rollups "
+                        "WHERE series = ? AND at >= ? AND at < ? GROUP BY 2 ORDER BY 2",
+                        (step, one, since, until),
+                    )
+                )
+            return found
+
+        return await self._call(read)
+
     async def history_rolled_until(self) -> int | None:
         def read(db: sqlite3.Connection) -> int | None:
             row = db.execute("SELECT value FROM metric_meta WHERE name = 'rolled_until'").fetchone()
@@ -766,6 +784,10 @@ _SAMPLE_INSERT = (
     "ON CONFLICT (at, series) DO UPDATE SET value = excluded.value"
 )
 _ROLLUP_COLUMNS = "series, at, min, max, mean, p95, count"
+#: roll-ups merged into buckets of the first parameter's width (``history_rollups_merged``)
+_MERGED_COLUMNS = (
+    "series, at - at % ?, MIN(min), MAX(max), SUM(mean * count) / SUM(count), MAX(p95), SUM(count)"
+)
 
 #: a pending outbox row; a channel that already has the idempotency key keeps its row
 _OUTBOX_INSERT = (
