@@ -205,10 +205,12 @@ def _time(at: float) -> datetime:
 
 
 def _span(seconds: float) -> str:
-    """``3d 4h``, ``5h 12m``, ``12m``."""
+    """``3d 4h``, ``24h``, ``5h 12m``, ``12m`` (days from two on)."""
     days, rest = divmod(int(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
+    if days == 1:
+        days, hours = 0, hours + 24
     if days:
         return f"{days}d {hours}h" if hours else f"{days}d"
     if hours:
