@@ -25,6 +25,7 @@ BENCHMARKS = (
     ("bench.bench_windows", 30),
     ("bench.bench_tracker", 60),
     ("bench.bench_history", 60),
+    ("bench.bench_replay", 30),
 )
 
 
