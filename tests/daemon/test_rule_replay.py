@@ -66,6 +66,12 @@ def _twice_full(at: datetime) -> float:
     return 87.0 if 600 <= minutes < 660 or 900 <= minutes < 930 else 50.0
 
 
+async def _held(store: StateStore) -> tuple[int, int, int | None]:
+    """The series, the raw samples and where the roll-ups end."""
+    samples = await store.history_samples(0, 2**31)
+    return len(await store.history_series()), len(samples), await store.history_rolled_until()
+
+
 def _events(found: Replayed, rule: str) -> list[tuple[str, TransitionKind, Severity, float]]:
     return [
         (e.at.strftime("%H:%M:%S"), e.kind, e.severity, e.value)
@@ -80,7 +86,10 @@ async def test_a_disk_crossing_its_threshold_twice_fires_and_resolves_twice_at_i
     await _seed(store, DAY_START, 24, _twice_full)
     config = load_config({})
     now = DAY_START + timedelta(days=1)
+    held = await _held(store)
     found = await replay(store, config.history, config.rules, DAY, now)
+    assert await _held(store) == held
+    assert await store.load_active() == []  # no alert state written
     fired, resolved = TransitionKind.FIRED, TransitionKind.RESOLVED
     warning = Severity.WARNING
     assert _events(found, "disk_full") == [
