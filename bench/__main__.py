@@ -26,6 +26,7 @@ BENCHMARKS = (
     ("bench.bench_tracker", 60),
     ("bench.bench_history", 60),
     ("bench.bench_status_page", 30),
+    ("bench.bench_replay", 30),
 )
 
 

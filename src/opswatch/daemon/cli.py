@@ -25,7 +25,14 @@ from typing import Any
 from opswatch import __version__
 from opswatch.api.app import exposure
 from opswatch.config import PREFIX, ConfigError, Env, Secret
-from opswatch.daemon import heartbeat_cli, maintenance_cli, operate, pause_cli, silence_cli
+from opswatch.daemon import (
+    heartbeat_cli,
+    maintenance_cli,
+    operate,
+    pause_cli,
+    rule_replay,
+    silence_cli,
+)
 from opswatch.daemon.app import App
 from opswatch.daemon.capacity_cli import capacity
 from opswatch.daemon.configure import AppConfig, load_config
@@ -75,7 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate the configured rules on the input series of FILE and compare the "
         "alerts with the expected ones (exit 1 with a diff when they differ)",
     )
-    test_rules.add_argument("file", help="the test file (TOML: [[series]] and [[alert]])")
+    source = test_rules.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="the test file (TOML: [[series]] and [[alert]])")
+    source.add_argument(
+        "--history",
+        metavar="DURATION",
+        help="replay the stored metric history of the last DURATION (24h, 7d) instead and "
+        "print when each rule would have fired and resolved",
+    )
     status_parser = sub.add_parser(
         "status", help="summarise the running daemon (exit 1 when unhealthy or unreachable)"
     )
@@ -155,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, text = heartbeat_cli.run(args, url, config.api_token)
             print(text, file=sys.stderr if code == 1 else sys.stdout)
             return code
+        if command == "test-rules" and args.history:
+            return asyncio.run(_replay(config, args.history))
         if command == "test-rules":
             return _test_rules(config, args.file)
         if command == "test-notify":
@@ -230,6 +246,24 @@ def _test_rules(config: AppConfig, path: str) -> int:
         print("\n".join(differences))
         return 1
     print(f"ok: {len(suite.expectations)} expectations met ({len(suite.series)} series)")
+    return 0
+
+
+async def _replay(config: AppConfig, text: str) -> int:
+    """The replay's report (exit 0), or one line: a bad duration (2), nothing to replay (1)."""
+    try:
+        period = Env({"--history": text}).duration("--history", 0.0, minimum=60)
+    except ConfigError as exc:
+        print(f"opswatch: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = await rule_replay.replay_stored(config, period, utcnow())
+    except rule_replay.NothingToReplayError as exc:
+        print(f"opswatch: {exc}", file=sys.stderr)
+        return 1
+    if (short := rule_replay.shortfall(found, period)) is not None:
+        print(f"opswatch: {short}", file=sys.stderr)
+    print(rule_replay.report(found, config.rules))
     return 0
 
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from opswatch.alerts.tracker import AlertTracker
 from opswatch.config import ConfigError, read_config_file
-from opswatch.model import Alert, Sample, Severity
+from opswatch.model import Alert, Sample, Severity, Transition
 from opswatch.rules.base import AnyRule
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.rules.expr import ExprError, duration, seconds_text
@@ -214,6 +214,24 @@ def _expected(where: str, item: Mapping[str, object]) -> Expected:
     return Expected(_SEVERITIES[str(severity)], _labels(where, item.get("labels")), summary)
 
 
+class Replay:
+    """The rules on the clock of the runs fed to them: a fresh evaluator and alert tracker
+    (no reminders, nothing stored or notified), one :meth:`run` per run of a check, in time
+    order; ``now`` is the run's time. ``opswatch test-rules --history`` replays the stored
+    metric history through it (:mod:`opswatch.daemon.rule_replay`)."""
+
+    def __init__(self, rules: Sequence[AnyRule]) -> None:
+        self._evaluator = RuleEvaluator(rules)
+        self._tracker = AlertTracker({})
+
+    def run(self, check: str, samples: Sequence[Sample], now: datetime) -> list[Transition]:
+        """Judge one run of ``check`` at ``now``: the alerts' transitions."""
+        return self._tracker.update(self._evaluator.evaluate(check, samples, now), now)
+
+    def active(self) -> list[Alert]:
+        return self._tracker.active()
+
+
 def run_suite(rules: Sequence[AnyRule], suite: Suite) -> list[str]:
     """The differences between the expected and the firing alerts (empty: all passed)."""
     known = {rule.name for rule in rules}
@@ -223,8 +241,7 @@ def run_suite(rules: Sequence[AnyRule], suite: Suite) -> list[str]:
                 f"at {seconds_text(expectation.at)}: "
                 f"no rule named {expectation.rule!r} is configured"
             ]
-    evaluator = RuleEvaluator(rules)
-    tracker = AlertTracker({})
+    replay = Replay(rules)
     checks = sorted({series.check for series in suite.series})
     pending = sorted(suite.expectations, key=lambda e: e.at)
     steps = max(len(series.values) for series in suite.series)
@@ -241,10 +258,10 @@ def run_suite(rules: Sequence[AnyRule], suite: Suite) -> list[str]:
                 and step < len(series.values)
                 and (value := series.values[step]) is not None
             ]
-            tracker.update(evaluator.evaluate(check, samples, now), now)
+            replay.run(check, samples, now)
         following = (step + 1) * suite.interval
         while pending and pending[0].at < following - 1e-9:
-            report.extend(_compare(pending.pop(0), tracker.active()))
+            report.extend(_compare(pending.pop(0), replay.active()))
     return report
 
 
