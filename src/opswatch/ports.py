@@ -61,6 +61,14 @@ class AlertStore(Protocol):
     ) -> list[Transition]: ...
 
 
+class TransitionLog(Protocol):
+    """The alert history of a period, as the reports (:mod:`opswatch.reports`) read it."""
+
+    async def history_since(self, since: datetime, limit: int) -> list[Transition]:
+        """The transitions at or after ``since``, oldest first, at most ``limit``."""
+        ...
+
+
 class RouteStore(Protocol):
     """Where alerts were notified (a resolution follows its firing's channels)."""
 
@@ -187,7 +195,9 @@ class LeaseTable(Protocol):
     async def lease_release(self, name: str, holder: str) -> None: ...
 
 
-class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, HistoryStore, Protocol):
+class StateStore(
+    RecoveryStore, RouteStore, OutboxStore, SilenceStore, HistoryStore, TransitionLog, Protocol
+):
     """A whole state store: both stores satisfy it."""
 
     async def open(self) -> None: ...
@@ -203,6 +213,11 @@ class StateStore(RecoveryStore, RouteStore, OutboxStore, SilenceStore, HistorySt
         ...
 
     async def outbox_counts(self) -> dict[str, int]: ...
+
+
+class ReportStore(AlertStore, TransitionLog, RunStore, SilenceStore, HistoryStore, Protocol):
+    """What a report reads (:mod:`opswatch.reports.build`) and how it queues itself (an
+    outbox-only :meth:`AlertStore.record`)."""
 
 
 class CommitStore(AlertStore, RouteStore, Protocol):

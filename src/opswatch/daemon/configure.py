@@ -26,6 +26,7 @@ from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
 from opswatch.redact import register as register_secrets
+from opswatch.reports.settings import ReportSettings
 from opswatch.rules.base import Rule
 from opswatch.rules.builtin import RuleSpec, builtin_rules
 from opswatch.rules.threshold import Level
@@ -50,6 +51,8 @@ class AppConfig:
     history: HistorySettings = field(default_factory=HistorySettings)
     #: ``OPSWATCH_FORECAST_*``: the trends' window (capacity/forecast.py)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    #: ``OPSWATCH_REPORT_*``, ``OPSWATCH_ROUTE_REPORT``: the scheduled reports (reports/)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every secret masked (``check-config``)."""
@@ -74,6 +77,7 @@ class AppConfig:
             "rules": [r.describe() for r in self.rules],
             "history": self.history.describe(),
             "forecast": self.forecast.describe(),
+            "reports": self.reports.describe(),
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "unknown_variables": [
                 {"variable": u.name, "closest": u.closest} for u in self.unknown_variables
@@ -135,6 +139,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     recovery = RecoverySettings.from_env(env, environ.keys(), [r.name for r in rules])
     api_token = env.secret(f"{PREFIX}API_TOKEN")
     forecast = ForecastSettings.from_env(env)
+    reports = ReportSettings.from_env(env, notifiers, tuple(NOTIFIERS))
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -151,4 +156,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         api_token=api_token,
         history=history,
         forecast=forecast,
+        reports=reports,
     )

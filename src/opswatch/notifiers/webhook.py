@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from opswatch.codec import report_to_json
 from opswatch.config import ConfigError, Env, Secret, refuse_control_characters
 from opswatch.model import Notification, Transition, fingerprint
 from opswatch.notifiers.base import NotifyError
@@ -221,8 +222,19 @@ def payload(notification: Notification, options: RenderOptions | None = None) ->
     """The Alertmanager webhook body (version 4) for one notification. A configured runbook
     URL is the ``runbook_url`` annotation (Alertmanager's convention); a fallback copy
     carries the ``fallback`` annotation saying which channel failed. A severity change (or
-    an escalation) also resolves the alert under its previous severity (:func:`_retired`)."""
+    an escalation) also resolves the alert under its previous severity (:func:`_retired`).
+    A report is not an alert: its body is opswatch's own (``kind: report``, see README)."""
     note = fallback_note(notification)
+    if notification.report is not None:
+        return {
+            "version": "1",
+            "kind": "report",
+            "receiver": "opswatch",
+            "title": notification.title,
+            "text": notification.text,
+            "fallback": note,
+            "report": report_to_json(notification.report),
+        }
     alerts: list[dict[str, Any]] = []
     for transition in notification.transitions:
         alert = _alert(transition, options or RenderOptions(), note)
