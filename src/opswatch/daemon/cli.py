@@ -1,6 +1,6 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
-``recover`` and ``silence`` (:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and
-``resolve`` act on the running daemon's alerts.
+``report`` (:mod:`opswatch.daemon.report_cli`), ``recover`` and ``silence``
+(:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and ``resolve`` act on the running daemon's alerts.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -21,7 +21,7 @@ from typing import Any
 
 from opswatch import __version__
 from opswatch.config import ConfigError
-from opswatch.daemon import operate, silence_cli
+from opswatch.daemon import operate, report_cli, silence_cli
 from opswatch.daemon.app import App
 from opswatch.daemon.capacity_cli import capacity
 from opswatch.daemon.configure import AppConfig, load_config
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         "capacity", help="the running daemon's forecasts: when each resource reaches its limit"
     )
     capacity_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    report_parser = sub.add_parser(
+        "report", help="the health report of the last 24 h (or --since 7d: the weekly review)"
+    )
+    report_parser.add_argument(
+        report_cli.SINCE_OPTION, default="24h", help="the period: 24h (default), 7d, ..."
+    )
     silence_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
@@ -118,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "capacity":
             code, text = capacity((args.url or api_url(config.settings.api_listen)).rstrip("/"))
             print(text, file=sys.stdout if code == 0 else sys.stderr)
+            return code
+        if command == "report":
+            try:
+                since = report_cli.since_seconds(args.since)
+            except ConfigError as exc:
+                print(f"opswatch: {exc}", file=sys.stderr)
+                return 2
+            code, text = asyncio.run(report_cli.report(config, since))
+            print(text)
             return code
         if command == "silence":
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")

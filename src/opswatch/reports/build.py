@@ -198,9 +198,9 @@ def _checks(
     for check in checks:
         verdict, state = _state(a for a in active if a.check == check)
         if check in availability:
-            share, source = availability[check], "up"
+            share, source = availability[check], "from up samples"
         else:
-            share, source = _down_share(check, episodes, since, until), "alerts"
+            share, source = _down_share(check, episodes, since, until), "from alerts"
         lines.append(
             ReportLine(verdict, f"{check}: {state}, {share * 100:.2f} % available ({source})")
         )
