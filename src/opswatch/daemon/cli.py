@@ -1,6 +1,7 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``status``,
 ``report`` (:mod:`opswatch.daemon.report_cli`), ``recover`` and ``silence``
-(:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and ``resolve`` act on the running daemon's alerts.
+(:mod:`opswatch.daemon.silence_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
+daemon's alerts.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
