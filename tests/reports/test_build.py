@@ -214,7 +214,8 @@ async def test_the_weekly_review_lists_the_capacity_risks_and_the_scaling_advice
     assert risk.endswith("92 now, +4/day, full in 2 d (earliest 2 d)")
     assert report.title.startswith("[WARN] opswatch weekly capacity review for ")
     (advice,) = lines(report, "Scaling advice")
-    assert advice.startswith("[WARN] ") and "disk" in advice.lower()
+    assert advice.startswith("[WARN] ")
+    assert "disk" in advice.lower()
     assert report.summary.endswith("1 capacity risks within 7 d")
 
 
