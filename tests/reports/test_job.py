@@ -19,7 +19,11 @@ from opswatch.notifiers import NOTIFIERS
 from opswatch.reports.job import TICK
 from opswatch.reports.settings import ReportSettings, Schedule
 from tests.conftest import ManualClock
+from tests.daemon.test_replicas import _environ, _two_apps, schema, target, webhook
+from tests.peers import Receiver
 from tests.reports.test_build import environ
+
+__all__ = ["schema", "target", "webhook"]  # the replicas' fixtures
 
 SLACK = "http://127.0.0.1:9/services/T0/B0/SECRET"
 HOOK = "http://127.0.0.1:9/hook"
@@ -195,3 +199,26 @@ async def test_the_job_runs_a_tick_at_a_time_on_the_leading_replica(
 
     assert ticks == [TICK, TICK]
     assert len(await app.store.outbox_due(clock.now, None)) == 2  # sent at the second tick
+
+
+async def test_replicas_on_postgres_leave_the_reports_to_one_and_queue_each_once(
+    postgres_dsn: str, schema: str, target: Receiver, webhook: Receiver
+) -> None:
+    a, b = await _two_apps(
+        _environ(postgres_dsn, schema, target, webhook, OPSWATCH_ROUTE_REPORT="webhook")
+    )
+    try:
+        leads = [await a._lead_reports(), await b._lead_reports()]
+        (schedule, *_) = a.config.reports.schedules
+        at = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+        keys = [await a.reports.send(schedule, at), await b.reports.send(schedule, at)]
+        counts = await a.store.outbox_counts()
+    finally:
+        await a.stop()
+        await b.stop()
+
+    assert leads == [True, False]
+    assert keys == ["report:daily:2026-01-05T08:00:00Z"] * 2
+    assert counts == {"pending": 1}  # one row, delivered once by the stop's flush
+    (report,) = webhook.requests
+    assert report.body["kind"] == "report"
