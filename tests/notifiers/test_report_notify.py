@@ -122,3 +122,23 @@ async def test_an_undeliverable_report_fires_notifications_failing_on_another_ch
     (alert,) = await hook.wait_for(1)
     assert alertnames(alert) == [("notifications_failing", "firing")]
     assert await app.store.outbox_counts() == {"failed": 1, "delivered": 1}
+
+
+async def test_grouping_holds_alerts_but_never_merges_a_report_into_them(
+    daemon: Daemon, clock: ManualClock, slack: Receiver
+) -> None:
+    app = await daemon.open(
+        OPSWATCH_SLACK_WEBHOOK_URL=slack.url + "/services/T0/B0/SECRETSLACK",
+        OPSWATCH_GROUP_WAIT="30s",
+    )
+    clock.now = AT
+    await app.cycle.process("host", disks(clock, {"/": 87.0}), None, 0.0)
+    await app.reports.send(daily(app), AT)
+
+    await app.outbox.deliver_due()  # the report goes now; the alert is held for its group
+    clock.advance(30)
+    await app.outbox.deliver_due()
+
+    report, alert = await slack.wait_for(2)
+    assert report.body["text"].startswith("[WARN] opswatch daily health report")
+    assert alert.body["text"] == "[FIRING:1] disk_full on host"

@@ -51,6 +51,10 @@ def test_by_default_daily_at_8_utc_weekly_on_monday_to_slack_and_mail_not_webhoo
     ]
     assert [c.split(":")[0] for c in chosen.channels] == ["slack"]
     assert chosen.enabled
+    assert chosen.describe() == {
+        "schedules": {"daily": "0 8 * * * (UTC)", "weekly": "0 8 * * 1 (UTC)"},
+        "channels": sorted(chosen.channels),
+    }
 
 
 def test_the_schedules_the_zone_and_the_route_are_configurable_and_off_turns_one_off() -> None:
