@@ -49,14 +49,25 @@ class ReportJob:
         #: the schedule time of the last report of each kind sent (or skipped)
         self._done: dict[str, datetime] = {}
 
+    def due(self) -> bool:
+        """Whether a report's time has come since the last one of its kind (no I/O)."""
+        now = self._clock()
+        return any(
+            schedule.latest(now) > self._last(schedule, now) for schedule in self.settings.schedules
+        )
+
+    def _last(self, schedule: Schedule, now: datetime) -> datetime:
+        """The schedule time of the last report of its kind sent; a new job counts the last
+        :data:`CATCH_UP` seconds as not yet sent (a restart's keys keep them once)."""
+        return self._done.setdefault(schedule.kind, now - timedelta(seconds=CATCH_UP))
+
     async def run_once(self) -> list[str]:
         """Send every report that is due now; returns their idempotency keys."""
         now = self._clock()
         sent = []
         for schedule in self.settings.schedules:
             at = schedule.latest(now)
-            done = self._done.setdefault(schedule.kind, now - timedelta(seconds=CATCH_UP))
-            if at <= done:
+            if at <= self._last(schedule, now):
                 continue
             if (now - at).total_seconds() > CATCH_UP:
                 log.warning("report_skipped", kind=schedule.kind, due_at=at.isoformat())
@@ -88,14 +99,15 @@ class ReportJob:
         lead: Callable[[], Awaitable[bool]],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """Every :data:`TICK` seconds, for ever, on the replica that ``lead()`` says; a failed
-        run is logged (``report_job_failed``, one traceback per outage) and retried at the
-        next tick (the report stays due within :data:`CATCH_UP`)."""
+        """Every :data:`TICK` seconds, for ever: when a report is due, on the replica that
+        ``lead()`` says (asked only then). A failed run is logged (``report_job_failed``,
+        one traceback per outage) and retried at the next tick (the report stays due within
+        :data:`CATCH_UP`)."""
         failing = False
         while True:
             await sleep(TICK)
             try:
-                if self.settings.enabled and await lead():
+                if self.settings.enabled and self.due() and await lead():
                     await self.run_once()
             except Exception as exc:  # a store outage: the next tick tries again
                 log.warning(
