@@ -104,6 +104,8 @@ def test_a_schedule_is_read_in_its_zone_across_summer_time() -> None:
 
     assert berlin.latest(at) == at
     assert berlin.latest(at - timedelta(seconds=1)) == at - timedelta(days=1)
+    assert berlin.after(at - timedelta(seconds=1)) == at
+    assert berlin.after(at) == at + timedelta(days=1)
     assert berlin.latest(datetime(2026, 1, 15, 7, 0, 30, tzinfo=UTC)) == datetime(
         2026, 1, 15, 7, 0, tzinfo=UTC
     )  # winter: UTC+1

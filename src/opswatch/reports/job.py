@@ -48,13 +48,18 @@ class ReportJob:
         self._wake = wake
         #: the schedule time of the last report of each kind sent (or skipped)
         self._done: dict[str, datetime] = {}
+        #: when each schedule is due next (computed once per report: a tick only compares)
+        self._next: dict[Schedule, datetime] = {}
 
     def due(self) -> bool:
         """Whether a report's time has come since the last one of its kind (no I/O)."""
         now = self._clock()
-        return any(
-            schedule.latest(now) > self._last(schedule, now) for schedule in self.settings.schedules
-        )
+        for schedule in self.settings.schedules:
+            if schedule not in self._next:
+                self._next[schedule] = schedule.after(self._last(schedule, now))
+            if self._next[schedule] <= now:
+                return True
+        return False
 
     def _last(self, schedule: Schedule, now: datetime) -> datetime:
         """The schedule time of the last report of its kind sent; a new job counts the last
@@ -74,6 +79,7 @@ class ReportJob:
             else:
                 sent.append(await self.send(schedule, at))
             self._done[schedule.kind] = at
+            self._next.pop(schedule, None)
         return sent
 
     async def send(self, schedule: Schedule, at: datetime) -> str:

@@ -44,6 +44,11 @@ class Schedule:
         found: datetime = croniter(self.cron, minute + timedelta(seconds=1)).get_prev(datetime)
         return found
 
+    def after(self, moment: datetime) -> datetime:
+        """The first time of the schedule after ``moment``."""
+        found: datetime = croniter(self.cron, moment.astimezone(self.tz)).get_next(datetime)
+        return found
+
 
 @dataclass(frozen=True, slots=True)
 class ReportSettings:
