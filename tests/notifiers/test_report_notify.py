@@ -10,8 +10,11 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from opswatch.daemon.app import App
-from opswatch.model import TransitionKind
+from opswatch.model import Report, ReportLine, ReportSection, TransitionKind, Verdict
+from opswatch.notifiers.render import RenderOptions
+from opswatch.notifiers.slack import message
 from opswatch.reports.settings import Schedule
+from opswatch.reports.text import report_notification
 from tests.conftest import ManualClock, free_port
 from tests.notifiers.test_daemon_notify import (
     CHANNEL_NOT_FOUND,
@@ -142,3 +145,18 @@ async def test_grouping_holds_alerts_but_never_merges_a_report_into_them(
     report, alert = await slack.wait_for(2)
     assert report.body["text"].startswith("[WARN] opswatch daily health report")
     assert alert.body["text"] == "[FIRING:1] disk_full on host"
+
+
+def test_a_long_report_section_is_split_into_slack_blocks_of_at_most_3000_characters() -> None:
+    lines = tuple(ReportLine(Verdict.WARN, f"alert {n:02d} " + "x" * 100) for n in range(50))
+    report = Report(
+        "daily", "[WARN] report", AT - timedelta(days=1), AT, Verdict.WARN, "WARN: 50 alerts",
+        (ReportSection("Alerts (50)", lines, "no alert"),),
+    )  # fmt: skip
+
+    body = message(report_notification(report), RenderOptions())
+
+    texts = [b["text"]["text"] for b in body["blocks"][2:]]
+    assert [len(t) <= 3000 for t in texts] == [True, True, True]
+    assert texts[0].startswith("*Alerts (50)*\n:warning: alert 00 ")
+    assert [t.count(":warning: alert") for t in texts] == [24, 25, 1]  # none cut, none lost

@@ -308,8 +308,13 @@ def _report_message(
     blocks.append({"type": "section", "text": _mrkdwn(summary)})
     for part in report.sections:
         lines = [f"{VERDICT_EMOJI[line.verdict]} {_escape(line.text)}" for line in part.lines]
-        text = f"*{_escape(part.title)}*\n" + ("\n".join(lines) or f"_{_escape(part.empty)}_")
-        blocks.append({"type": "section", "text": _mrkdwn(_cut(text, _SECTION_CHARS))})
+        chunk = f"*{_escape(part.title)}*"
+        for line in lines or [f"_{_escape(part.empty)}_"]:  # a block per 3,000 characters
+            if len(chunk) + 1 + len(line) > _SECTION_CHARS:
+                blocks.append({"type": "section", "text": _mrkdwn(chunk)})
+                chunk = ""
+            chunk = f"{chunk}\n{line}" if chunk else _cut(line, _SECTION_CHARS)
+        blocks.append({"type": "section", "text": _mrkdwn(chunk)})
     body: dict[str, Any] = {
         "text": notification.title,
         "blocks": blocks[:MAX_BLOCKS],
