@@ -4,7 +4,7 @@ on it and a manual clock."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from opswatch.codec import notification_from_json, notification_to_json
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
 from opswatch.model import (
+    Alert,
     CycleRecord,
     Matcher,
     MatchOp,
@@ -234,3 +235,39 @@ def test_a_report_survives_its_outbox_row(clock: ManualClock) -> None:
 
     assert notification_from_json(notification_to_json(notification)) == notification
     assert notification.idempotency_key == "report:daily:2026-01-01T12:00:00Z"
+
+
+class Windows:
+    """A muter with windows (as the maintenance windows are): one open, ``db``, matching the
+    ``postgres:*`` checks."""
+
+    def open_windows(self, now: datetime) -> list[tuple[str, tuple[Matcher, ...]]]:
+        return [("db", (Matcher("check", MatchOp.REGEX, "postgres:.*"),))]
+
+    def muted(self, alert: Alert, now: datetime) -> bool:
+        return bool(self.muting(alert, now))
+
+    def muting(self, alert: Alert, now: datetime) -> list[str]:
+        return ["maintenance db"] if alert.check.startswith("postgres:") else []
+
+
+async def test_open_maintenance_windows_are_listed_and_the_alerts_they_mute_name_them(
+    app: App, clock: ManualClock
+) -> None:
+    app.mutes.add(Windows())
+    down = transition(
+        "postgres_down",
+        check="postgres:main",
+        severity=Severity.CRITICAL,
+        started_at=clock.now - timedelta(minutes=10),
+    )
+    await app.store.record(CycleRecord([down.alert], [], [down], []), clock.now)
+
+    report = await daily(app, clock)
+
+    assert lines(report, "Silences") == [
+        "[PASS] maintenance db open (check=~postgres:.*)",
+        "[PASS] postgres_down on postgres:main: maintenance db",
+    ]
+    (alert,) = lines(report, "Alerts")
+    assert alert.endswith("still firing after 10 min (muted: maintenance db))")

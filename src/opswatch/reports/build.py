@@ -24,10 +24,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
+from opswatch.alerts.muting import MuteStack
 from opswatch.capacity.resources import Capacity
 from opswatch.model import (
     Alert,
+    Matcher,
     RecoveryOutcome,
     RecoveryResult,
     Report,
@@ -38,7 +41,6 @@ from opswatch.model import (
     TransitionKind,
     Verdict,
 )
-from opswatch.notifiers.pipeline import Muter
 from opswatch.notifiers.render import format_duration, utc_iso
 from opswatch.ports import ReportStore
 
@@ -55,6 +57,14 @@ HEARTBEAT_PREFIX = "heartbeat:"
 TITLES = {"daily": "daily health report", "weekly": "weekly capacity review"}
 
 
+@runtime_checkable
+class OpenWindows(Protocol):
+    """A muter that says which of its windows are open now (the maintenance windows): the
+    report lists them, whether they mute an alert or not."""
+
+    def open_windows(self, now: datetime) -> list[tuple[str, tuple[Matcher, ...]]]: ...
+
+
 @dataclass(frozen=True)
 class ReportSources:
     """Where a report reads from: the store, the configured checks, the daemon's muter, the
@@ -62,7 +72,7 @@ class ReportSources:
 
     store: ReportStore
     checks: Sequence[str]
-    muter: Muter
+    muter: MuteStack
     capacity: Capacity | None
     host: str
 
@@ -207,7 +217,7 @@ def _checks(
     return ReportSection(f"Checks (availability over {hours})", tuple(lines), "no check")
 
 
-def _alerts(episodes: Sequence[_Episode], muter: Muter, until: datetime) -> ReportSection:
+def _alerts(episodes: Sequence[_Episode], muter: MuteStack, until: datetime) -> ReportSection:
     lines = []
     for e in episodes:
         alert = e.alert
@@ -274,6 +284,11 @@ async def _muting(sources: ReportSources, active: Sequence[Alert], now: datetime
                     f"by {silence.created_by}: {silence.comment}",
                 )
             )
+    for muter in sources.muter.muters():
+        if isinstance(muter, OpenWindows):
+            for name, window in muter.open_windows(now):
+                where = ", ".join(m.text for m in window) or "everything"
+                lines.append(ReportLine(Verdict.PASS, f"maintenance {name} open ({where})"))
     for alert in active:
         reasons = [r for r in sources.muter.muting(alert, now) if not r.startswith("silence ")]
         if reasons:
