@@ -43,8 +43,8 @@ NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 DAY = 86400
 
 
-def _episode(n: int, check: str) -> list[Transition]:
-    start = NOW - timedelta(seconds=DAY * (n + 1) / 1000)
+def _episode(n: int, alerts: int, check: str) -> list[Transition]:
+    start = NOW - timedelta(seconds=DAY * (n + 1) / (alerts + 1))
     alert = Alert(
         f"{n:016x}", "http_down", check, {"target": check}, AlertState.FIRING,
         Severity.CRITICAL, "down", 0.0, start, start,
@@ -72,12 +72,13 @@ async def _seed(app: App, checks: int, alerts: int) -> None:
     ]
     await app.store.history_store_rollups(rollups, end)
     for n in range(alerts):
-        for t in _episode(n, names[n % checks]):
+        ran = NOW - timedelta(seconds=DAY * (n + 1) / (alerts + 1))
+        for t in _episode(n, alerts, names[n % checks]):
             await app.store.record(CycleRecord([], [], [t], []), t.at)
         await app.store.recovery_record(
             RecoveryResult(
                 "systemd", f"{n:016x}", RecoveryOutcome.SUCCEEDED, 1, 2.0, "restarted",
-                NOW - timedelta(seconds=DAY * (n + 1) / 1000), "http_down", names[n % checks],
+                ran, "http_down", names[n % checks],
             )
         )  # fmt: skip
 
@@ -94,9 +95,11 @@ async def _time(app: App, kind: str, days: int, rounds: int) -> tuple[float, flo
 
 async def main(checks: int, alerts: int, rounds: int) -> None:
     quiet_logging()
+    targets = ",".join(f"t{i}=http://127.0.0.1:9/" for i in range(checks))
     with tempfile.TemporaryDirectory() as tmp:
         environ = {
             "OPSWATCH_STATE_PATH": str(Path(tmp) / "s.sqlite3"),
+            "OPSWATCH_HTTP_TARGETS": targets,
             "OPSWATCH_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/services/x",
         }
         app = App(load_config(environ, lambda: NOW), clock=lambda: NOW)
