@@ -120,3 +120,25 @@ async def test_a_series_without_a_forecast_reads_a_year_and_history_off_has_no_c
     config = load_config(_environ(tmp_path, OPSWATCH_HISTORY="off"), clock)
     assert CHECK not in {c.check for c in config.collectors}
     assert "disk_full_forecast" not in {r.name for r in config.rules}
+
+
+async def test_a_one_off_8_gb_burst_on_a_slowly_growing_disk_raises_no_alert(
+    app: App, clock: ManualClock
+) -> None:
+    """A 100 GB disk at 60 % growing 0.2 % a day, 8 GB copied two hours ago and deleted now:
+    the last hour's slope says full in hours, the forecast says 200 days."""
+    sample = Sample("host", "host.disk_used_percent", 60.0, clock.now, LABELS)
+    await app.store.record(CycleRecord((), (), (), (), (sample,)), clock.now)
+    (series,) = [s for s in await app.store.history_series() if s.labels == LABELS]
+    end = int(clock.now.timestamp()) // STEP * STEP
+    buckets = 8 * DAY // STEP
+    rows = []
+    for i in range(buckets):
+        at = end - (buckets - i) * STEP
+        value = 60.0 - 0.2 * (end - at) / DAY + (8.0 if end - at <= 2 * 3600 else 0.0)
+        rows.append(Rollup(series.id, at, value, value, value, value, 10))
+    await app.store.history_store_rollups(rows, end)
+    await _check(app).refresh(app.capacity)
+    assert await app.cycle.run(CHECK) == []
+    (sample,) = await _check(app).collect()
+    assert sample.value > 150 * 24
