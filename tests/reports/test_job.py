@@ -228,3 +228,37 @@ async def test_replicas_on_postgres_leave_the_reports_to_one_and_queue_each_once
     assert counts == {"pending": 1}  # one row, delivered once by the stop's flush
     (report,) = webhook.requests
     assert report.body["kind"] == "report"
+
+
+async def test_a_store_that_fails_the_job_is_logged_once_and_the_report_sent_at_the_next_tick(
+    app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.reports.run_once()  # 07:59
+    store = app.reports.sources.store
+    record = store.record
+    failures = [RuntimeError("disk I/O error")] * 2
+
+    async def failing(*args: object) -> None:  # the store's outage, then it works again
+        if failures:
+            raise failures.pop()
+        await record(*args)  # type: ignore[arg-type]
+
+    ticks: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if len(ticks) == 4:
+            raise Stop
+        ticks.append(seconds)
+        clock.advance(seconds)
+
+    async def lead() -> bool:
+        return True
+
+    monkeypatch.setattr(store, "record", failing)
+    with capture_logs() as logs, pytest.raises(Stop):
+        await app.reports.run(lead, sleep)
+
+    failed = [e for e in logs if e["event"] == "report_job_failed"]
+    assert [e["exc_info"] for e in failed] == [True, False]  # one traceback per outage
+    assert [e["event"] for e in logs if e["event"] == "report_queued"] == ["report_queued"] * 2
+    assert len(await app.store.outbox_due(clock.now, None)) == 2
