@@ -215,7 +215,9 @@ class StateStore(
     async def outbox_counts(self) -> dict[str, int]: ...
 
 
-class ReportStore(AlertStore, TransitionLog, RunStore, SilenceStore, HistoryStore, Protocol):
+class ReportStore(
+    AlertStore, TransitionLog, RunStore, RouteStore, SilenceStore, HistoryStore, Protocol
+):
     """What a report reads (:mod:`opswatch.reports.build`) and how it queues itself (an
     outbox-only :meth:`AlertStore.record`)."""
 

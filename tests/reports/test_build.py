@@ -27,6 +27,7 @@ from opswatch.model import (
     TransitionKind,
     Verdict,
 )
+from opswatch.notifiers.render import render
 from opswatch.reports.build import build_report
 from opswatch.reports.text import as_text, report_notification
 from tests.capacity.test_check import _disk
@@ -95,18 +96,22 @@ async def seed(app: App, clock: ManualClock) -> None:
     for t in (fired, resolved, down, beat):
         active = [] if t.kind is TransitionKind.RESOLVED else [t.alert]
         gone = [t.alert.fingerprint] if t.kind is TransitionKind.RESOLVED else []
-        await store.record(CycleRecord(active, gone, [t], []), t.at)
-    for outcome, at in ((RecoveryOutcome.SUCCEEDED, 5), (RecoveryOutcome.FAILED, 1)):
+        told = [("slack:ops", render([t], t.at))] if t is down else []  # cpu_high: quiet
+        await store.record(CycleRecord(active, gone, [t], told), t.at)
+    for outcome, at, alert in (
+        (RecoveryOutcome.SUCCEEDED, 5, fired.alert),
+        (RecoveryOutcome.FAILED, 1, down.alert),
+    ):
         await store.recovery_record(
             RecoveryResult(
                 action="systemd",
-                fingerprint=down.alert.fingerprint,
+                fingerprint=alert.fingerprint,
                 outcome=outcome,
                 attempts=1,
                 duration_s=12.0,
                 detail="restarted nginx" if outcome is RecoveryOutcome.SUCCEEDED else "exit 1",
                 at=now - timedelta(hours=at),
-                rule="http_down",
+                rule=alert.rule,
                 target="nginx.service",
             )
         )
@@ -160,8 +165,8 @@ async def test_the_daily_report_of_a_seeded_day_has_every_section_in_text(
         "still firing after 1 h)",
     ]
     assert lines(report, "Recoveries") == [
-        "[PASS] 2026-01-01T07:00:00Z systemd nginx.service for http_down: succeeded after 1 "
-        "attempt(s) in 12 s: restarted nginx",
+        "[PASS] 2026-01-01T07:00:00Z systemd nginx.service for cpu_high: succeeded after 1 "
+        "attempt(s) in 12 s: restarted nginx (quiet: never notified)",
         "[FAIL] 2026-01-01T11:00:00Z systemd nginx.service for http_down: failed after 1 "
         "attempt(s) in 12 s: exit 1",
     ]

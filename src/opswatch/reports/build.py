@@ -9,7 +9,7 @@ Everything comes from the state store (so the daemon and ``opswatch report`` say
 * **alerts** of the period (fired in it, or firing into it) with their time to resolve, or
   how long they have been firing;
 * **recoveries** run in the period, the quiet self-healing ones included (every run is
-  stored, notified or not);
+  stored, notified or not; one whose alert reached no channel says so);
 * **heartbeats** (the ``heartbeat:*`` checks) and their state;
 * **muting in force**: the silences now, and each firing alert that is muted with why
   (maintenance windows and pauses name themselves there);
@@ -99,7 +99,7 @@ async def build_report(
     sections = [
         _checks(checks, active, availability, episodes, since=since, until=until),
         _alerts(episodes, sources.muter, until),
-        _recoveries(runs),
+        _recoveries(runs, await _told(store, runs, since)),
         _heartbeats(checks, active),
         await _muting(sources, active, until),
     ]
@@ -241,7 +241,18 @@ def _alerts(episodes: Sequence[_Episode], muter: MuteStack, until: datetime) -> 
     return _capped("Alerts", lines, "no alert in the period")
 
 
-def _recoveries(runs: Sequence[RecoveryResult]) -> ReportSection:
+async def _told(
+    store: ReportStore, runs: Sequence[RecoveryResult], since: datetime
+) -> frozenset[str]:
+    """The alerts of ``runs`` that were notified anywhere (since a day before the period)."""
+    if not runs:
+        return frozenset()
+    fingerprints = sorted({r.fingerprint for r in runs})
+    channels = await store.outbox_channels(fingerprints, since - timedelta(days=1))
+    return frozenset(fp for fp, where in channels.items() if where)
+
+
+def _recoveries(runs: Sequence[RecoveryResult], told: frozenset[str]) -> ReportSection:
     lines = []
     for run in runs:
         if run.outcome is RecoveryOutcome.SUCCEEDED:
@@ -256,7 +267,8 @@ def _recoveries(runs: Sequence[RecoveryResult]) -> ReportSection:
                 verdict,
                 f"{utc_iso(run.at)} {run.action}{target} for {run.rule or run.fingerprint}: "
                 f"{run.outcome.value} after {run.attempts} attempt(s) in "
-                f"{format_duration(run.duration_s)}: {run.detail}",
+                f"{format_duration(run.duration_s)}: {run.detail}"
+                + ("" if run.fingerprint in told else " (quiet: never notified)"),
             )
         )
     return _capped("Recoveries", lines, "no recovery ran")
