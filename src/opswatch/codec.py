@@ -31,11 +31,15 @@ from opswatch.model import (
     PingKind,
     RecoveryOutcome,
     RecoveryResult,
+    Report,
+    ReportLine,
+    ReportSection,
     Sample,
     Severity,
     Silence,
     Transition,
     TransitionKind,
+    Verdict,
 )
 
 JSON = dict[str, Any]
@@ -199,6 +203,7 @@ def notification_to_json(notification: Notification) -> JSON:
         "idempotency_key": notification.idempotency_key,
         "kind": notification.kind.value,
         "fallback_note": notification.fallback_note,
+        **({} if notification.report is None else {"report": report_to_json(notification.report)}),
     }
 
 
@@ -211,6 +216,45 @@ def notification_from_json(data: JSON) -> Notification:
         idempotency_key=data["idempotency_key"],
         kind=NotificationKind(data.get("kind", NotificationKind.TRANSITIONS.value)),
         fallback_note=data["fallback_note"] if "fallback_note" in data else _legacy_note(data),
+        report=report_from_json(data["report"]) if "report" in data else None,
+    )
+
+
+def report_to_json(report: Report) -> JSON:
+    return {
+        "kind": report.kind,
+        "title": report.title,
+        "since": report.since.isoformat(),
+        "until": report.until.isoformat(),
+        "verdict": report.verdict.value,
+        "summary": report.summary,
+        "sections": [
+            {
+                "title": section.title,
+                "empty": section.empty,
+                "lines": [{"verdict": x.verdict.value, "text": x.text} for x in section.lines],
+            }
+            for section in report.sections
+        ],
+    }
+
+
+def report_from_json(data: JSON) -> Report:
+    return Report(
+        kind=data["kind"],
+        title=data["title"],
+        since=_required_time(data["since"]),
+        until=_required_time(data["until"]),
+        verdict=Verdict(data["verdict"]),
+        summary=data["summary"],
+        sections=tuple(
+            ReportSection(
+                s["title"],
+                tuple(ReportLine(Verdict(x["verdict"]), x["text"]) for x in s["lines"]),
+                s["empty"],
+            )
+            for s in data["sections"]
+        ),
     )
 
 

@@ -181,9 +181,53 @@ class Transition:
 
 
 class NotificationKind(StrEnum):
-    """What an outbox row carries: alert transitions (a digest or report may follow)."""
+    """What an outbox row carries: alert transitions, or a scheduled report (a digest may
+    follow)."""
 
     TRANSITIONS = "transitions"
+    REPORT = "report"
+
+
+class Verdict(StrEnum):
+    """A report line's state, and the report's summary (the morning check's PASS/WARN/FAIL)."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+    @property
+    def rank(self) -> int:
+        return tuple(Verdict).index(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One line of a report's section: its state and its words."""
+
+    verdict: Verdict
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSection:
+    title: str
+    lines: tuple[ReportLine, ...]
+    #: what the section says when it has no line ("no alert in the period")
+    empty: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A scheduled report (:mod:`opswatch.reports`): what it covers, its summary line and its
+    sections, worded once; each channel lays them out in its medium."""
+
+    kind: str
+    title: str
+    since: datetime
+    until: datetime
+    verdict: Verdict
+    summary: str
+    sections: tuple[ReportSection, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +243,8 @@ class Notification:
     kind: NotificationKind = NotificationKind.TRANSITIONS
     #: set on a copy sent to the fallback channel: why (the failed channel and its error)
     fallback_note: str | None = None
+    #: the report a ``REPORT`` notification carries (``transitions`` is empty)
+    report: Report | None = None
 
 
 @dataclass(frozen=True, slots=True)

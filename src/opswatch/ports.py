@@ -65,6 +65,14 @@ class AlertStore(Protocol):
     ) -> list[Transition]: ...
 
 
+class TransitionLog(Protocol):
+    """The alert history of a period, as the reports (:mod:`opswatch.reports`) read it."""
+
+    async def history_since(self, since: datetime, limit: int) -> list[Transition]:
+        """The transitions at or after ``since``, oldest first, at most ``limit``."""
+        ...
+
+
 class RouteStore(Protocol):
     """Where alerts were notified (a resolution follows its firing's channels)."""
 
@@ -258,6 +266,7 @@ class StateStore(
     PauseStore,
     MaintenanceStore,
     HistoryStore,
+    TransitionLog,
     Protocol,
 ):
     """A whole state store: both stores satisfy it."""
@@ -275,6 +284,13 @@ class StateStore(
         ...
 
     async def outbox_counts(self) -> dict[str, int]: ...
+
+
+class ReportStore(
+    AlertStore, TransitionLog, RunStore, RouteStore, SilenceStore, HistoryStore, Protocol
+):
+    """What a report reads (:mod:`opswatch.reports.build`) and how it queues itself (an
+    outbox-only :meth:`AlertStore.record`)."""
 
 
 class CommitStore(AlertStore, RouteStore, Protocol):

@@ -162,6 +162,16 @@ async def test_history_is_newest_first_and_filtered_by_fingerprint(store: StateS
     assert await store.history(10, disk.alert.fingerprint) == [disk]
 
 
+async def test_the_history_of_a_period_is_oldest_first_and_bounded(store: StateStore) -> None:
+    early = _fired("disk_full", NOW - timedelta(hours=2))
+    disk, cpu = _fired("disk_full"), _fired("cpu_high", NOW + timedelta(microseconds=500))
+    for t in (early, disk, cpu):
+        await store.record(CycleRecord([], [], [t], []), t.at)
+    assert await store.history_since(NOW, 10) == [disk, cpu]
+    assert await store.history_since(NOW + timedelta(microseconds=1), 10) == [cpu]
+    assert await store.history_since(NOW - timedelta(days=1), 2) == [early, disk]
+
+
 async def test_the_same_notification_is_enqueued_once_per_channel(store: StateStore) -> None:
     fired = _fired()
     rows = [("webhook:1", _notification(fired)), ("webhook:2", _notification(fired))]

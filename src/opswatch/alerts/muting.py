@@ -26,6 +26,10 @@ class MuteStack:
     def add(self, muter: Muter) -> None:
         self._muters.append(muter)
 
+    def muters(self) -> list[Muter]:
+        """The muters, in order (a report lists what each has in force)."""
+        return list(self._muters)
+
     def muted(self, alert: Alert, now: datetime) -> bool:
         return any(m.muted(alert, now) for m in self._muters)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -47,6 +48,8 @@ from opswatch.notifiers.outbox import Outbox, RetryPolicy
 from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Verify
+from opswatch.reports.build import ReportSources
+from opswatch.reports.job import ReportJob
 from opswatch.rules.evaluator import RuleEvaluator
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
@@ -164,6 +167,10 @@ class App:
         settle = self.timing.interval + self.timing.check_timeout
         self.history = HistoryJob(self.store, config.history, clock, settle)
         self.capacity = Capacity(self.store, config.history, config.forecast, clock)
+        # the daily report and the weekly review: a job of its own, queued in the outbox
+        checks = [c.check for c in config.collectors]
+        sources = ReportSources(self.store, checks, self.mutes, self.capacity, socket.gethostname())
+        self.reports = ReportJob(sources, config.reports, clock, self._wake_outbox)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -206,6 +213,10 @@ class App:
     async def _lead_history(self) -> bool:
         """Whether this replica rolls up and prunes the history now (one of them does)."""
         return self.config.history.enabled and await self.replicas.lead("history", status=False)
+
+    async def _lead_reports(self) -> bool:
+        """Whether this replica sends the reports now (their outbox keys keep them one)."""
+        return await self.replicas.lead("reports", status=False)
 
     def _wake_outbox(self) -> None:
         self.outbox.wake()  # the one in use: a reload replaces it
@@ -258,6 +269,7 @@ class App:
             self.capacity, lambda: self.cycle.collectors.get(FORECAST_CHECK)
         )
         self.spawn(forecasts, "forecasts")
+        self.spawn(self.reports.run(self._lead_reports), "reports")
         self.start_checks()
         self.reloader.enable()
         settings = self.config.settings

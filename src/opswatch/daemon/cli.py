@@ -1,9 +1,10 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``test-rules``
-(:mod:`opswatch.daemon.rule_tests`), ``status``, ``recover``, ``silence``
-(:mod:`opswatch.daemon.silence_cli`), ``maintenance`` (:mod:`opswatch.daemon.maintenance_cli`)
-and ``heartbeats`` (:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and
-``resolve`` act on the running daemon's alerts; ``pause`` and ``resume``
-(:mod:`opswatch.daemon.pause_cli`) on its notifications.
+(:mod:`opswatch.daemon.rule_tests`), ``status``, ``report`` (:mod:`opswatch.daemon.report_cli`),
+``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`), ``maintenance``
+(:mod:`opswatch.daemon.maintenance_cli`) and ``heartbeats``
+(:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
+daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on its
+notifications.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -30,6 +31,7 @@ from opswatch.daemon import (
     maintenance_cli,
     operate,
     pause_cli,
+    report_cli,
     rule_replay,
     silence_cli,
 )
@@ -98,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         "capacity", help="the running daemon's forecasts: when each resource reaches its limit"
     )
     capacity_parser.add_argument("--url", help="the API's base URL (default: OPSWATCH_API_LISTEN)")
+    report_parser = sub.add_parser(
+        "report", help="the health report of the last 24 h (or --since 7d: the weekly review)"
+    )
+    report_parser.add_argument(
+        report_cli.SINCE_OPTION, default="24h", help="the period: 24h (default), 7d, ..."
+    )
     silence_cli.add_parser(sub)
     heartbeat_cli.add_parser(sub)
     pause_cli.add_parsers(sub)
@@ -152,23 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(
                 api_url(config.settings.api_listen), config.api_read_token or config.api_token
             )
-        if command == "capacity":
-            url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            code, text = capacity(url, config.api_read_token or config.api_token)
-            print(text, file=sys.stdout if code == 0 else sys.stderr)
+        if command == "report":
+            try:
+                since = report_cli.since_seconds(args.since)
+            except ConfigError as exc:
+                print(f"opswatch: {exc}", file=sys.stderr)
+                return 2
+            code, text = asyncio.run(report_cli.report(config, since))
+            print(text)
             return code
-        families = {"silence": silence_cli.run, "maintenance": maintenance_cli.run}
-        if command in families or command in pause_cli.COMMANDS:
-            url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            send = families.get(command, pause_cli.run)
-            code, text = send(args, url, config.api_token)
-            print(text, file=sys.stdout if code == 0 else sys.stderr)
-            return code
-        if command == "heartbeats":
-            url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
-            code, text = heartbeat_cli.run(args, url, config.api_token)
-            print(text, file=sys.stderr if code == 1 else sys.stdout)
-            return code
+        client = _api_client(command, args, config)
+        if client is not None:
+            return client
         if command == "test-rules" and args.history:
             return asyncio.run(_replay(config, args.history))
         if command == "test-rules":
@@ -185,6 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnusableStateError as exc:  # corrupt, foreign, newer or read-only: nothing started
         print(f"opswatch: {exc}", file=sys.stderr)
         return 2
+
+
+def _api_client(command: str, args: argparse.Namespace, config: AppConfig) -> int | None:
+    """The commands that talk to the running daemon's API (``None``: not one of them)."""
+    url = (getattr(args, "url", None) or api_url(config.settings.api_listen)).rstrip("/")
+    families = {"silence": silence_cli.run, "maintenance": maintenance_cli.run}
+    if command == "capacity":
+        code, text = capacity(url, config.api_read_token or config.api_token)
+    elif command in families or command in pause_cli.COMMANDS:
+        code, text = families.get(command, pause_cli.run)(args, url, config.api_token)
+    elif command == "heartbeats":
+        code, text = heartbeat_cli.run(args, url, config.api_token)
+        print(text, file=sys.stderr if code == 1 else sys.stdout)  # 3: one late, on stdout
+        return code
+    else:
+        return None
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 def _run(config: AppConfig, source: EnvironmentSource) -> int:

@@ -33,6 +33,7 @@ from opswatch.notifiers.settings import NotifySettings
 from opswatch.recovery.config import RecoverySettings
 from opswatch.recovery.evidence import EvidenceSettings
 from opswatch.redact import register as register_secrets
+from opswatch.reports.settings import ReportSettings
 from opswatch.rules.base import AnyRule
 from opswatch.rules.builtin import BUILTIN, RuleSpec, builtin_rules
 from opswatch.rules.sources import BUILTIN_ORIGIN, matches_nothing, user_rules
@@ -72,6 +73,8 @@ class AppConfig:
     history: HistorySettings = field(default_factory=HistorySettings)
     #: ``OPSWATCH_FORECAST_*``: the trends' window (capacity/forecast.py)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    #: ``OPSWATCH_REPORT_*``, ``OPSWATCH_ROUTE_REPORT``: the scheduled reports (reports/)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     def access(self) -> Access:
         """What the API serves to whom (:class:`opswatch.api.auth.Access`)."""
@@ -116,6 +119,7 @@ class AppConfig:
             ],
             "history": self.history.describe(),
             "forecast": self.forecast.describe(),
+            "reports": self.reports.describe(),
             "repeat_interval_s": {k.value: v for k, v in self.repeat_interval.items()},
             "depends": {child: list(parents) for child, parents in self.depends.items()},
             "maintenance": [w.describe(utcnow()) for w in self.maintenance],
@@ -189,6 +193,7 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
     api_read_token = env.secret(f"{PREFIX}API_READ_TOKEN")
     ack_links = AckLinks.from_env(env)
     forecast = ForecastSettings.from_env(env)
+    reports = ReportSettings.from_env(env, notifiers, tuple(NOTIFIERS))
     # every other OPSWATCH_* name is judged by whether a getter read it
     unknown = env.unknown((f"{PREFIX}TEST_", ENV_FILE))
     register_secrets(env.secrets)
@@ -215,4 +220,5 @@ def load_config(environ: Mapping[str, str], clock: Clock = utcnow) -> AppConfig:
         ),
         history=history,
         forecast=forecast,
+        reports=reports,
     )

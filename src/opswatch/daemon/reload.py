@@ -181,5 +181,6 @@ class Reload:
         app.outbox = app.new_outbox(config)
         app.cycle.history = SeriesFilter(config.history)
         app.history.settings = config.history
+        app.reports.settings = config.reports
         app.capacity.history, app.capacity.forecast = config.history, config.forecast
         return rules_changed

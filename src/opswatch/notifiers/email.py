@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from opswatch.config import PREFIX, ConfigError, Env, Secret, refuse_control_characters
-from opswatch.model import Notification, TransitionKind
+from opswatch.model import Notification, Report, TransitionKind, Verdict
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.render import (
     AlertView,
@@ -46,6 +46,7 @@ from opswatch.notifiers.render import (
     fallback_note,
     is_fallback,
     rendered_at,
+    report_period,
     views,
 )
 
@@ -64,6 +65,8 @@ _COLORS = {
     "critical": "#e01e5a",
     "emergency": "#8b0000",
 }
+#: a report line's colour by its state
+_VERDICT_COLORS = {Verdict.PASS: "#2eb67d", Verdict.WARN: "#ecb22e", Verdict.FAIL: "#e01e5a"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +222,9 @@ class EmailNotifier:
         msg["Subject"] = notification.title
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
-        msg["Date"] = format_datetime(rendered_at(notification))
+        report = notification.report
+        moment = rendered_at(notification) if report is None else report.until
+        msg["Date"] = format_datetime(moment)
         root, own = self.message_ids(notification)
         msg["Message-ID"] = own
         if own != root:
@@ -228,11 +233,18 @@ class EmailNotifier:
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Opswatch-Idempotency-Key"] = notification.idempotency_key
         msg.set_content(notification.text)
-        msg.add_alternative(_html(notification, self._render), subtype="html")
+        if report is None:
+            msg.add_alternative(_html(notification, self._render), subtype="html")
+        else:
+            msg.add_alternative(_report_html(notification, report), subtype="html")
         return msg
 
     def message_ids(self, notification: Notification) -> tuple[str, str]:
-        """(the group's thread root, this message's id); equal for the first message."""
+        """(the group's thread root, this message's id); equal for the first message. A
+        report is a thread of its own."""
+        if notification.report is not None:
+            own = f"<opswatch.{notification.idempotency_key.replace(':', '.')}@{self._domain}>"
+            return own, own
         alerts = sorted(
             {
                 f"{t.alert.fingerprint}@{t.alert.started_at.isoformat()}"
@@ -275,6 +287,33 @@ def _html(notification: Notification, options: RenderOptions) -> str:
         parts.append(f"<p><em>{e(note)}</em></p>")
     for v in views(notification.transitions, rendered_at(notification), options):
         parts.append(_alert_html(v))
+    body = "\n".join(parts)
+    return f'<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n{body}\n</body></html>\n'
+
+
+def _report_html(notification: Notification, report: Report) -> str:
+    """A report: the summary, then one table per section, each line's state in its colour."""
+    e = html.escape
+    color = _VERDICT_COLORS[report.verdict]
+    parts = [f"<h2>{e(notification.title)}</h2>"]
+    note = fallback_note(notification)
+    if note is not None:
+        parts.append(f"<p><em>{e(note)}</em></p>")
+    parts.append(
+        f'<p style="border-left:6px solid {color};padding-left:8px">'
+        f"<strong>{e(report.summary)}</strong><br>{e(report_period(report))}</p>"
+    )
+    for section in report.sections:
+        parts.append(f"<h3>{e(section.title)}</h3>")
+        if not section.lines:
+            parts.append(f"<p><em>{e(section.empty)}</em></p>")
+            continue
+        rows = "".join(
+            f'<tr><td style="color:{_VERDICT_COLORS[line.verdict]}"><strong>'
+            f"{line.verdict.value}</strong></td><td>{e(line.text)}</td></tr>"
+            for line in section.lines
+        )
+        parts.append(f"<table>{rows}</table>")
     body = "\n".join(parts)
     return f'<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n{body}\n</body></html>\n'
 

@@ -51,7 +51,7 @@ from tenacity import (
 )
 from tenacity.wait import WaitBaseT, wait_base
 
-from opswatch.model import Clock, OutboxItem, utcnow
+from opswatch.model import Clock, NotificationKind, OutboxItem, utcnow
 from opswatch.notifiers.base import Notifier, NotifyError
 from opswatch.notifiers.health import ChannelHealth
 from opswatch.notifiers.render import (
@@ -143,8 +143,14 @@ def _is_transient(error: BaseException) -> bool:
 
 
 def _groupable(item: OutboxItem) -> bool:
-    """A fresh row (never attempted, not a fallback copy): grouping may hold and merge it."""
-    return item.attempts == 0 and not is_fallback(item.notification)
+    """A fresh row (never attempted, not a fallback copy, not a report): grouping may hold
+    and merge it."""
+    notification = item.notification
+    return (
+        item.attempts == 0
+        and not is_fallback(notification)
+        and notification.kind is NotificationKind.TRANSITIONS
+    )
 
 
 class Outbox:

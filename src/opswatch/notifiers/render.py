@@ -22,7 +22,14 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 from opswatch.config import PREFIX, ConfigError, Env
-from opswatch.model import AlertState, Notification, Severity, Transition, TransitionKind
+from opswatch.model import (
+    AlertState,
+    Notification,
+    Report,
+    Severity,
+    Transition,
+    TransitionKind,
+)
 from opswatch.notifiers.acklinks import AckLinks
 
 _MAX_RULES_IN_TITLE = 3
@@ -210,6 +217,12 @@ def is_resolved(transition: Transition) -> bool:
 def utc_iso(moment: datetime) -> str:
     """``2026-01-01T12:00:00Z`` (UTC, whole seconds)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_period(report: Report) -> str:
+    """``period: 2026-01-01T08:00:00Z - 2026-01-02T08:00:00Z (1 d)``."""
+    lasted = format_duration((report.until - report.since).total_seconds())
+    return f"period: {utc_iso(report.since)} - {utc_iso(report.until)} ({lasted})"
 
 
 def format_value(value: float) -> str:

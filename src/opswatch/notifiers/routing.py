@@ -36,6 +36,8 @@ from opswatch.model import Alert, Matcher, Severity, Transition, TransitionKind
 ROUTE_VARS: Mapping[Severity, str] = {s: f"{PREFIX}ROUTE_{s.value.upper()}" for s in Severity}
 MATCH_PREFIX = f"{PREFIX}ROUTE_MATCH_"
 FALLBACK_VAR = f"{PREFIX}FALLBACK_CHANNEL"
+#: where the scheduled reports go (:mod:`opswatch.reports`)
+REPORT_VAR = f"{PREFIX}ROUTE_REPORT"
 #: the rule of the "notifications failing" meta-alert (labels: ``channel``)
 META_RULE = "notifications_failing"
 _NONE = "none"
@@ -119,6 +121,17 @@ class RouteTable:
     def _ordered(self, channels: Iterable[str]) -> list[str]:
         wanted = set(channels)
         return [c for c in self.channels if c in wanted]
+
+
+def report_route(
+    env: Env, configured: Sequence[ChannelRef], known_names: Collection[str]
+) -> frozenset[str]:
+    """The channels of ``OPSWATCH_ROUTE_REPORT`` (``none``: no report is sent); unset: every
+    Slack and email channel (a webhook's receiver expects alerts unless it is listed)."""
+    chosen = _channels(env, REPORT_VAR, configured, known_names, allow_none=True)
+    if chosen is None:
+        return frozenset(c.channel for c in configured if c.name != "webhook")
+    return chosen
 
 
 def channels_for(

@@ -41,7 +41,7 @@ from opswatch.config import (
     mask_url,
     refuse_control_characters,
 )
-from opswatch.model import Notification, Severity
+from opswatch.model import Notification, Report, Severity, Verdict
 from opswatch.notifiers.base import NotifyError
 from opswatch.notifiers.http import (
     SNIPPET_CHARS,
@@ -56,6 +56,7 @@ from opswatch.notifiers.render import (
     RenderOptions,
     fallback_note,
     rendered_at,
+    report_period,
     views,
 )
 
@@ -252,6 +253,8 @@ def message(
     notification: Notification, options: RenderOptions, *, channel: str | None = None
 ) -> dict[str, Any]:
     """The Block Kit body for ``notification`` (``channel`` for ``chat.postMessage``)."""
+    if notification.report is not None:
+        return _report_message(notification, notification.report, channel)
     alerts = views(notification.transitions, rendered_at(notification), options)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_cut(notification.title, _HEADER_CHARS))}
@@ -274,6 +277,47 @@ def message(
         "text": notification.title,
         "blocks": blocks,
         "attachments": attachments,
+        "unfurl_links": False,
+    }
+    if channel is not None:
+        body["channel"] = channel
+    return body
+
+
+#: a report line's mark
+VERDICT_EMOJI: Mapping[Verdict, str] = {
+    Verdict.PASS: ":white_check_mark:",
+    Verdict.WARN: ":warning:",
+    Verdict.FAIL: ":x:",
+}
+
+
+def _report_message(
+    notification: Notification, report: Report, channel: str | None
+) -> dict[str, Any]:
+    """A report: its title, the summary line, then a section of lines per report section."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(_cut(notification.title, _HEADER_CHARS))}
+    ]
+    note = fallback_note(notification)
+    if note is not None:
+        blocks.append({"type": "context", "elements": [_mrkdwn(_escape(note))]})
+    summary = f"{VERDICT_EMOJI[report.verdict]} *{_escape(report.summary)}*\n" + _escape(
+        report_period(report)
+    )
+    blocks.append({"type": "section", "text": _mrkdwn(summary)})
+    for part in report.sections:
+        lines = [f"{VERDICT_EMOJI[line.verdict]} {_escape(line.text)}" for line in part.lines]
+        chunk = f"*{_escape(part.title)}*"
+        for line in lines or [f"_{_escape(part.empty)}_"]:  # a block per 3,000 characters
+            if len(chunk) + 1 + len(line) > _SECTION_CHARS:
+                blocks.append({"type": "section", "text": _mrkdwn(chunk)})
+                chunk = ""
+            chunk = f"{chunk}\n{line}" if chunk else _cut(line, _SECTION_CHARS)
+        blocks.append({"type": "section", "text": _mrkdwn(chunk)})
+    body: dict[str, Any] = {
+        "text": notification.title,
+        "blocks": blocks[:MAX_BLOCKS],
         "unfurl_links": False,
     }
     if channel is not None:

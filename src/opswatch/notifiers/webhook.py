@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from opswatch.codec import report_to_json
 from opswatch.config import ConfigError, Env, Secret, refuse_control_characters
 from opswatch.model import Notification, Transition, fingerprint
 from opswatch.notifiers.base import NotifyError
@@ -228,8 +229,19 @@ def payload(notification: Notification, options: RenderOptions | None = None) ->
     URL is the ``runbook_url`` annotation (Alertmanager's convention), a firing alert's
     one-click ack link (``OPSWATCH_EXTERNAL_URL``) the ``ack_url`` one; a fallback copy
     carries the ``fallback`` annotation saying which channel failed. A severity change (or
-    an escalation) also resolves the alert under its previous severity (:func:`_retired`)."""
+    an escalation) also resolves the alert under its previous severity (:func:`_retired`).
+    A report is not an alert: its body is opswatch's own (``kind: report``, see README)."""
     note = fallback_note(notification)
+    if notification.report is not None:
+        return {
+            "version": "1",
+            "kind": "report",
+            "receiver": "opswatch",
+            "title": notification.title,
+            "text": notification.text,
+            "fallback": note,
+            "report": report_to_json(notification.report),
+        }
     alerts: list[dict[str, Any]] = []
     now = rendered_at(notification)
     for transition in notification.transitions:

@@ -659,6 +659,12 @@ class PostgresStore:
             )
         return [transition_from_json(json.loads(row[0])) for row in rows]
 
+    async def history_since(self, since: datetime, limit: int) -> list[Transition]:
+        rows = await self.pool.fetch(
+            "SELECT data FROM opswatch_history WHERE at >= $1 ORDER BY id LIMIT $2", since, limit
+        )
+        return [transition_from_json(json.loads(row[0])) for row in rows]
+
     # -- silences (see alerts/silences.py) --------------------------------------------------
 
     async def silence_save(self, silence: Silence) -> None:

@@ -310,6 +310,18 @@ class SQLiteStore:
 
         return await self._call(read)
 
+    async def history_since(self, since: datetime, limit: int) -> list[Transition]:
+        """Oldest first (``at`` is stored as UTC ISO 8601 text, which sorts as time)."""
+
+        def read(db: sqlite3.Connection) -> list[Transition]:
+            rows = db.execute(
+                "SELECT data FROM history WHERE at >= ? ORDER BY id LIMIT ?",
+                (since.astimezone(UTC).isoformat(), limit),
+            ).fetchall()
+            return [transition_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._call(read)
+
     # -- metric history (see capacity/) ---------------------------------------------------
 
     async def history_series(self, check: str | None = None) -> list[MetricSeries]:
