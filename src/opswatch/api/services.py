@@ -25,6 +25,7 @@ from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
 from opswatch.recovery.lifecycle import Remediation
+from opswatch.runbooks.source import Runbooks
 
 
 class CheckReads(Protocol):
@@ -69,6 +70,8 @@ class Services:
     #: the signer of one-click ack links in use (``OPSWATCH_EXTERNAL_URL``; a reload may
     #: replace it); ``None``: off
     ack_links: Callable[[], AckLinks | None] = lambda: None
+    #: every enabled rule's runbook (``/api/v1/runbooks``); ``None``: the routes answer 503
+    runbooks: Runbooks | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -83,6 +86,7 @@ HEARTBEATS: web.AppKey[HeartbeatDesk | None] = web.AppKey("heartbeats")
 PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
 ACK_LINKS: web.AppKey[Callable[[], AckLinks | None]] = web.AppKey("ack_links")
+RUNBOOKS: web.AppKey[Runbooks | None] = web.AppKey("runbooks")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -98,6 +102,7 @@ def install(app: web.Application, services: Services) -> None:
     app[PAUSES] = services.pauses
     app[MAINTENANCE] = services.maintenance
     app[ACK_LINKS] = services.ack_links
+    app[RUNBOOKS] = services.runbooks
 
 
 class MetricsView:

@@ -43,6 +43,7 @@ from opswatch.recovery.base import CommandRunner
 from opswatch.recovery.lifecycle import Remediation
 from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Verify
 from opswatch.rules.evaluator import RuleEvaluator
+from opswatch.runbooks.source import Runbooks
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
 from opswatch.state.outage import StoreOutage, open_when_reachable
@@ -154,6 +155,7 @@ class App:
         self.heartbeats = HeartbeatDesk(
             lambda: self.cycle.collectors, self.store, clock, self._recheck
         )
+        self.runbooks = Runbooks(lambda: self.config, self.store, self.recovery.budgets, clock)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -167,6 +169,7 @@ class App:
             pauses=self.pauses,
             maintenance=self.maintenance,
             ack_links=lambda: self.config.ack_links,  # the notifiers' (a reload swaps both)
+            runbooks=self.runbooks,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen
