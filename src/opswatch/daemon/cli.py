@@ -1,7 +1,8 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``test-rules``
 (:mod:`opswatch.daemon.rule_tests`), ``status``, ``recover``, ``silence``
-(:mod:`opswatch.daemon.silence_cli`), ``maintenance`` (:mod:`opswatch.daemon.maintenance_cli`)
-and ``heartbeats`` (:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and
+(:mod:`opswatch.daemon.silence_cli`), ``maintenance`` (:mod:`opswatch.daemon.maintenance_cli`),
+``heartbeats`` (:mod:`opswatch.daemon.heartbeat_cli`) and ``runbook``
+(:mod:`opswatch.daemon.runbook_cli`); ``ack``, ``unack`` and
 ``resolve`` act on the running daemon's alerts; ``pause`` and ``resume``
 (:mod:`opswatch.daemon.pause_cli`) on its notifications.
 
@@ -25,7 +26,14 @@ from typing import Any
 from opswatch import __version__
 from opswatch.api.app import exposure
 from opswatch.config import PREFIX, ConfigError, Env, Secret
-from opswatch.daemon import heartbeat_cli, maintenance_cli, operate, pause_cli, silence_cli
+from opswatch.daemon import (
+    heartbeat_cli,
+    maintenance_cli,
+    operate,
+    pause_cli,
+    runbook_cli,
+    silence_cli,
+)
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import AppConfig, load_config
 from opswatch.daemon.once import run_once
@@ -83,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     heartbeat_cli.add_parser(sub)
     pause_cli.add_parsers(sub)
     maintenance_cli.add_parser(sub)
+    runbook_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
 
@@ -144,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = (args.url or api_url(config.settings.api_listen)).rstrip("/")
             code, text = heartbeat_cli.run(args, url, config.api_token)
             print(text, file=sys.stderr if code == 1 else sys.stdout)
+            return code
+        if command == "runbook":
+            code, text = asyncio.run(runbook_cli.run(args, config))
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
             return code
         if command == "test-rules":
             return _test_rules(config, args.file)

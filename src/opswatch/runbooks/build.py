@@ -341,7 +341,9 @@ def _recovery_blocks(
     for view in views:
         described = view.binding
         action = ", ".join(
-            f"{k}={v}" for k, v in described.items() if k not in ("id", "rule", "variable")
+            f"{k}={v}"
+            for k, v in described.items()
+            if k not in ("id", "rule", "variable") and v is not None
         )
         lines = [f"Bound by {described['variable']}: {action}."]
         if view.budget is not None:

@@ -75,6 +75,10 @@ def _address(described: Described) -> _Address | None:
 
 
 def _q(value: str) -> str:
+    """``value`` as one shell word: in double quotes when it holds single quotes (SQL) and
+    nothing a shell expands there, else as :func:`shlex.quote` gives it."""
+    if "'" in value and not any(char in value for char in '"$`\\!'):
+        return f'"{value}"'
     return shlex.quote(value)
 
 
