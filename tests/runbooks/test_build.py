@@ -95,7 +95,8 @@ def test_a_narrowing_user_rule_takes_its_builtins_wording_and_another_the_generi
         }
     )
     data_full, orders = find_rule(config, "data_full"), find_rule(config, "orders_idle")
-    assert data_full is not None and orders is not None
+    assert data_full is not None
+    assert orders is not None
 
     narrowed = build(config, data_full, LiveState(), clock())
     user = build(config, orders, LiveState(), clock())
