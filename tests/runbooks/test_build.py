@@ -14,12 +14,14 @@ from jsonschema import Draft202012Validator
 
 from opswatch.codec import SCHEMAS
 from opswatch.daemon.configure import AppConfig, load_config
+from opswatch.model import Severity
 from opswatch.notifiers.routing import META_RULE
 from opswatch.rules.builtin import BUILTIN
 from opswatch.runbooks.build import TITLES, LiveState, build, find_rule
 from opswatch.runbooks.render import markdown, page, runbook_to_json
 from opswatch.runbooks.wording import GENERIC, WORDING, wording_for
 from tests.conftest import ManualClock
+from tests.notifiers.conftest import transition
 from tests.runbooks.conftest import PASSWORD, environ
 
 BUILTIN_NAMES = [spec.name for spec in BUILTIN]
@@ -152,3 +154,23 @@ def test_a_rule_without_a_configured_target_says_it_cannot_fire(
     text = markdown(build(config, found, LiveState(), clock()))
 
     assert "No configured check produces redis samples: this rule cannot fire now." in text
+
+
+def test_commands_cover_the_firing_target_first_and_at_most_twenty_targets(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    ports = ",".join(f"t{n}=127.0.0.1:{1000 + n}" for n in range(25))
+    config = load_config(
+        {"OPSWATCH_STATE_PATH": str(tmp_path / "s.sqlite3"), "OPSWATCH_TCP_TARGETS": ports}
+    )
+    found = find_rule(config, "tcp_down")
+    assert found is not None
+    firing = transition("tcp_down", check="tcp:t24", severity=Severity.CRITICAL).alert
+
+    runbook = build(config, found, LiveState(active=[firing]), clock())
+
+    (block,) = [b for b in runbook.sections[2].blocks if b.kind == "commands"]
+    assert block.lines[0] == "nc -zv -w 5 127.0.0.1 1024"
+    assert len(block.lines) == 21
+    assert block.lines[-1] == "# and 5 more targets: see Meaning"
+    assert len(runbook.targets) == 25

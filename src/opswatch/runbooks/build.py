@@ -30,6 +30,8 @@ from opswatch.runbooks.wording import wording_for
 
 #: transitions and recovery runs a runbook lists
 SHOWN = 10
+#: targets whose diagnosis commands a runbook gives (those firing now first)
+COMMAND_TARGETS = 20
 #: the section titles, in order
 TITLES = ("Meaning", "Impact", "Diagnosis", "Mitigation")
 
@@ -169,12 +171,16 @@ def build(config: RunbookConfig, rule: AnyRule, state: LiveState, now: datetime)
     origin = config.rule_origins.get(name, BUILTIN_ORIGIN)
     seen = (*active, *(t.alert for t in transitions))
     mounts = sorted({a.labels.get("mountpoint", "") for a in seen} - {""})
+    firing = {a.check for a in active}
+    ordered = sorted(targets, key=lambda t: t.check not in firing)
     commands = [
         command
-        for target in targets
+        for target in ordered[:COMMAND_TARGETS]
         for metric in metrics
         for command in diagnosis(metric, target.described, _mounts(mounts, target))
     ]
+    if len(ordered) > COMMAND_TARGETS:
+        commands.append(f"# and {len(ordered) - COMMAND_TARGETS} more targets: see Meaning")
     commands += [c for view in recovery for c in for_binding(view.binding)]
     meaning = Section(
         "Meaning",

@@ -63,9 +63,6 @@ class Runbooks:
         self._budgets = budgets
         self._clock = clock
 
-    def rules(self) -> list[str]:
-        return [rule.name for rule in self._config().rules]
-
     async def index(self) -> list[Entry]:
         config = self._config()
         active = await self._store.load_active()
