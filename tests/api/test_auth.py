@@ -67,7 +67,12 @@ class Daemon:
         silence = await self.app.silences.create(
             [parse_matcher("rule=nothing")], now + timedelta(hours=1), "ana", "kept"
         )
-        self.values = {"fingerprint": alert.fingerprint, "id": silence.id, "action": "http_down"}
+        self.values = {
+            "fingerprint": alert.fingerprint,
+            "id": silence.id,
+            "action": "http_down",
+            "rule": "http_down",
+        }
 
     def path(self, route: Route) -> str:
         return re.sub(r"\{(\w+)\}", lambda m: self.values.get(m.group(1), "x"), route.path)
