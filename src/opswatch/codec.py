@@ -635,3 +635,56 @@ shape(
     per_week=NULLABLE_NUMBER,
     recommendation=STRING,
 )
+# runbooks (opswatch.runbooks.render encodes them)
+shape(
+    "RunbookEntry",
+    rule=STRING,
+    origin=STRING,
+    meaning=STRING,
+    firing=INTEGER,
+    last_transition_at=NULLABLE_TIME,
+    href=STRING,
+)
+shape(
+    "Runbook",
+    rule=STRING,
+    origin=STRING,
+    generated_at=TIME,
+    meaning=STRING,
+    definition={"type": "object", "description": "the rule as check-config shows it"},
+    targets=array(obj(check=STRING, described=STRING_MAP)),
+    active=array(ref("Alert")),
+    transitions=array(ref("Transition")),
+    recovery=array(
+        obj(
+            binding={"type": "object", "description": "the binding as check-config shows it"},
+            budget={"oneOf": [ref("BudgetState"), {"type": "null"}]},
+            runs=array(ref("RecoveryResult")),
+            succeeded=INTEGER,
+            failed=INTEGER,
+            skipped=INTEGER,
+            success_rate=_type("number", nullable=True),
+        )
+    ),
+    evidence={
+        "oneOf": [
+            obj(fingerprint=STRING, at=TIME, lines=array(STRING), data=_type("object", True)),
+            {"type": "null"},
+        ]
+    },
+    sections=array(
+        obj(
+            title={"enum": ["Meaning", "Impact", "Diagnosis", "Mitigation"]},
+            blocks={
+                **array(
+                    obj(
+                        kind={"enum": ["text", "list", "commands", "output"]},
+                        caption=NULLABLE_STRING,
+                        lines={**array(STRING), "minItems": 1},
+                    )
+                ),
+                "minItems": 1,
+            },
+        )
+    ),
+)

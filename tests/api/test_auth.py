@@ -74,6 +74,7 @@ class Daemon:
             "action": "http_down",
             "check": "http:api",  # its runs are in the metric history
             "metric": "http.up",
+            "rule": "http_down",
         }
 
     def path(self, route: Route) -> str:

@@ -146,6 +146,8 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
 
 
 def _known_parameters(served: Served, path: str) -> dict[str, str]:
+    if "{rule}" in path:  # a rule that exists, fires and has a recovery history to read
+        return {"rule": "http_down"}
     alerts = served.app.tracker.active()
     links = served.app.config.ack_links
     if not alerts or links is None:

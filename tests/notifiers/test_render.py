@@ -252,3 +252,30 @@ def test_what_recovery_did_and_the_evidence_are_part_of_the_text() -> None:
 
     assert "  actions: auto-recovered in 12 s after 1 restart" in text
     assert "  evidence:\n    top: postgres 93% CPU\n    top: java 4% CPU" in text
+
+
+_LINKS = {"OPSWATCH_EXTERNAL_URL": "https://ops.example/opswatch/", "OPSWATCH_API_TOKEN": "t" * 20}
+
+
+def test_with_an_external_url_every_alert_links_to_the_daemons_runbook_page() -> None:
+    options = RenderOptions.from_env(Env(_LINKS))
+
+    (fired,) = views([transition("disk_full")], T0, options)
+    (resolved,) = views(
+        [transition("disk_full", kind=TransitionKind.RESOLVED, at=LATER)], LATER, options
+    )
+
+    assert fired.runbook == "https://ops.example/opswatch/runbooks/disk_full"
+    assert resolved.runbook == fired.runbook  # a resolution links too (unlike the ack link)
+    assert resolved.ack_url is None
+
+
+def test_a_configured_runbook_template_wins_over_the_daemons_page() -> None:
+    options = RenderOptions.from_env(
+        Env({**_LINKS, "OPSWATCH_RUNBOOK_URL": "https://wiki.example/runbooks/{rule}"})
+    )
+
+    text = render([transition("disk_full")], T0, options).text
+
+    assert "runbook: https://wiki.example/runbooks/disk_full" in text
+    assert "ops.example/opswatch/runbooks" not in text

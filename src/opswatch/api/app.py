@@ -23,6 +23,7 @@ from opswatch.api import (
     operator,
     pings,
     recovery,
+    runbooks,
     silences,
 )
 from opswatch.api.auth import SCOPES, Access, Scope, authenticate
@@ -127,6 +128,11 @@ _SILENCE: JSON = {
         },
     ]
 }
+
+_RUNBOOK_ERRORS = (
+    (404, "no enabled rule of that name"),
+    (503, "the state store did not answer"),
+)
 
 _LINK_ERRORS = (
     (403, "a malformed, forged or expired link"),
@@ -432,6 +438,35 @@ ROUTES: tuple[Route, ...] = (
         body=_MONITORING_BODY,
         answer=_MONITORING_ANSWER,
         errors=((409, "every check is paused: resume them all, then pause the others"),),
+    ),
+    Route(
+        "GET",
+        "/api/v1/runbooks",
+        runbooks.listed,
+        Scope.READ,
+        "every enabled rule's runbook: what it means, whether it fires, its page",
+        answer=obj(runbooks=array(ref("RunbookEntry"))),
+        errors=((503, "the state store did not answer"),),
+    ),
+    Route(
+        "GET",
+        "/api/v1/runbooks/{rule}",
+        runbooks.one,
+        Scope.READ,
+        "a rule's runbook from the configuration and the state: meaning, impact, diagnosis, "
+        "mitigation",
+        answer=ref("Runbook"),
+        errors=_RUNBOOK_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/runbooks/{rule}",
+        runbooks.html_page,
+        Scope.READ,
+        "a rule's runbook as a self-contained HTML page (notifications link to it)",
+        answer=STRING,
+        answer_type="text/html",
+        errors=_RUNBOOK_ERRORS,
     ),
     Route(
         "GET",

@@ -26,6 +26,7 @@ from opswatch.notifiers.outbox import Outbox
 from opswatch.notifiers.pipeline import Muter, NothingMuted
 from opswatch.ports import StateStore
 from opswatch.recovery.lifecycle import Remediation
+from opswatch.runbooks.source import Runbooks
 
 
 class CheckReads(Protocol):
@@ -72,6 +73,8 @@ class Services:
     ack_links: Callable[[], AckLinks | None] = lambda: None
     #: the metric history and the forecasts; ``None``: the routes answer that it is off
     capacity: Capacity | None = None
+    #: every enabled rule's runbook (``/api/v1/runbooks``); ``None``: the routes answer 503
+    runbooks: Runbooks | None = None
 
 
 CHECKS: web.AppKey[CheckReads] = web.AppKey("checks")
@@ -87,6 +90,7 @@ PAUSES: web.AppKey[Pauses | None] = web.AppKey("pauses")
 MAINTENANCE: web.AppKey[Maintenance | None] = web.AppKey("maintenance")
 ACK_LINKS: web.AppKey[Callable[[], AckLinks | None]] = web.AppKey("ack_links")
 CAPACITY: web.AppKey[Capacity | None] = web.AppKey("capacity")
+RUNBOOKS: web.AppKey[Runbooks | None] = web.AppKey("runbooks")
 
 
 def install(app: web.Application, services: Services) -> None:
@@ -103,6 +107,7 @@ def install(app: web.Application, services: Services) -> None:
     app[MAINTENANCE] = services.maintenance
     app[ACK_LINKS] = services.ack_links
     app[CAPACITY] = services.capacity
+    app[RUNBOOKS] = services.runbooks
 
 
 class MetricsView:

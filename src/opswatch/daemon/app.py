@@ -51,6 +51,7 @@ from opswatch.recovery.runner import RecoveryPolicy, RecoveryRunner, Sleep, Veri
 from opswatch.reports.build import ReportSources
 from opswatch.reports.job import ReportJob
 from opswatch.rules.evaluator import RuleEvaluator
+from opswatch.runbooks.source import Runbooks
 from opswatch.state import open_lease, open_store
 from opswatch.state.leases import CheckLeases
 from opswatch.state.outage import StoreOutage, open_when_reachable
@@ -171,6 +172,7 @@ class App:
         checks = [c.check for c in config.collectors]
         sources = ReportSources(self.store, checks, self.mutes, self.capacity, socket.gethostname())
         self.reports = ReportJob(sources, config.reports, clock, self._wake_outbox)
+        self.runbooks = Runbooks(lambda: self.config, self.store, self.recovery.budgets, clock)
         self.services = Services(
             self.checks,
             self.tracker,
@@ -185,6 +187,7 @@ class App:
             maintenance=self.maintenance,
             ack_links=lambda: self.config.ack_links,  # the notifiers' (a reload swaps both)
             capacity=self.capacity,
+            runbooks=self.runbooks,
         )
         self.metrics = MetricsExporter(MetricsView(self.services))
         host, port = config.settings.api_listen

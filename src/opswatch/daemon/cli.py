@@ -1,10 +1,10 @@
 """The ``opswatch`` command: ``run`` (default), ``check-config``, ``once``, ``test-rules``
 (:mod:`opswatch.daemon.rule_tests`), ``status``, ``report`` (:mod:`opswatch.daemon.report_cli`),
 ``recover``, ``silence`` (:mod:`opswatch.daemon.silence_cli`), ``maintenance``
-(:mod:`opswatch.daemon.maintenance_cli`) and ``heartbeats``
-(:mod:`opswatch.daemon.heartbeat_cli`); ``ack``, ``unack`` and ``resolve`` act on the running
-daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on its
-notifications.
+(:mod:`opswatch.daemon.maintenance_cli`), ``heartbeats`` (:mod:`opswatch.daemon.heartbeat_cli`)
+and ``runbook`` (:mod:`opswatch.daemon.runbook_cli`); ``ack``, ``unack`` and ``resolve`` act
+on the running daemon's alerts; ``pause`` and ``resume`` (:mod:`opswatch.daemon.pause_cli`) on
+its notifications.
 
 Every command but ``run`` writes its output to stdout and its logs to stderr. Exit status:
 0 on success, 2 on a configuration error (one line on stderr naming the variable) or an
@@ -33,6 +33,7 @@ from opswatch.daemon import (
     pause_cli,
     report_cli,
     rule_replay,
+    runbook_cli,
     silence_cli,
 )
 from opswatch.daemon.app import App
@@ -110,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     heartbeat_cli.add_parser(sub)
     pause_cli.add_parsers(sub)
     maintenance_cli.add_parser(sub)
+    runbook_cli.add_parser(sub)
     _operator_parsers(sub)
     return parser
 
@@ -174,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return client
         if command == "test-rules" and args.history:
             return asyncio.run(_replay(config, args.history))
+        if command == "runbook":
+            code, text = asyncio.run(runbook_cli.run(args, config))
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
+            return code
         if command == "test-rules":
             return _test_rules(config, args.file)
         if command == "test-notify":

@@ -35,6 +35,8 @@ from opswatch.notifiers.acklinks import AckLinks
 _MAX_RULES_IN_TITLE = 3
 _MAX_EVIDENCE_LINES = 20
 RUNBOOK_VAR = f"{PREFIX}RUNBOOK_URL"
+#: the daemon's own runbook page of a rule, below ``OPSWATCH_EXTERNAL_URL`` (api/runbooks.py)
+RUNBOOK_PAGE = "/runbooks/{rule}"
 FALLBACK_MARK = "[fallback] "
 
 
@@ -42,7 +44,9 @@ FALLBACK_MARK = "[fallback] "
 class RenderOptions:
     """What the wording needs beyond the transitions: the runbook URL template
     (``OPSWATCH_RUNBOOK_URL``, e.g. ``https://wiki.example/runbooks/{rule}``) and the signer
-    of one-click ack links (``OPSWATCH_EXTERNAL_URL``, :mod:`opswatch.notifiers.acklinks`)."""
+    of one-click ack links (``OPSWATCH_EXTERNAL_URL``, :mod:`opswatch.notifiers.acklinks`).
+    Without a template, the runbook link is the daemon's own page
+    (``<OPSWATCH_EXTERNAL_URL>/runbooks/<rule>``) when the external URL is set."""
 
     runbook_template: str | None = None
     ack_links: AckLinks | None = None
@@ -65,9 +69,11 @@ class RenderOptions:
         return cls(template, links)
 
     def runbook(self, rule: str) -> str | None:
-        if self.runbook_template is None:
-            return None
-        return self.runbook_template.format(rule=quote(rule, safe=""))
+        if self.runbook_template is not None:
+            return self.runbook_template.format(rule=quote(rule, safe=""))
+        if self.ack_links is not None:
+            return self.ack_links.base_url + RUNBOOK_PAGE.format(rule=quote(rule, safe=""))
+        return None
 
     def ack_url(self, transition: Transition, now: datetime) -> str | None:
         """The one-click ack link of a firing transition (None: resolved, or no links)."""
