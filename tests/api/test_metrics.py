@@ -374,7 +374,7 @@ async def test_metrics_pass_promtool_after_several_cycles_with_every_collector(
     kinds = {c.check.partition(":")[0] for c in config.collectors}
     assert kinds == {
         "host", "http", "postgres", "redis", "rabbitmq", "process", "tcp", "command", "file",
-        "prometheus",
+        "prometheus", "capacity",
     }  # fmt: skip
     app = App(config, clock=clock)
     async with aiohttp.ClientSession() as http, http.put(queue_url, json={"durable": False}):
