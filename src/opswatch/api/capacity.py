@@ -20,7 +20,7 @@ RAW_UP_TO = 6 * 3600
 MAX_POINTS = 1000
 
 
-def _capacity(request: web.Request) -> Capacity:
+def capacity_of(request: web.Request) -> Capacity:
     capacity = request.app[CAPACITY]
     if capacity is None or not capacity.history.enabled:
         raise web.HTTPNotFound(text="metric history is off (OPSWATCH_HISTORY=off)")
@@ -28,13 +28,13 @@ def _capacity(request: web.Request) -> Capacity:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    capacity = _capacity(request)
+    capacity = capacity_of(request)
     check = request.match_info["check"]
     metric = request.query.get("metric") or None
     now = capacity.clock()
     oldest = now - timedelta(seconds=capacity.history.retention)
-    since = max(_since(request.query.get("since", "1h"), now), oldest)
-    step = _step(request.query.get("step"), (now - since).total_seconds())
+    since = max(since_param(request.query.get("since", "1h"), now), oldest)
+    step = step_param(request.query.get("step"), (now - since).total_seconds())
     found = await capacity.series(check, metric, since, step)
     if not found:
         what = f"check {check!r}" + ("" if metric is None else f" metric {metric!r}")
@@ -64,7 +64,7 @@ async def capacity(request: web.Request) -> web.Response:
     )
 
 
-def _since(value: str, now: datetime) -> datetime:
+def since_param(value: str, now: datetime) -> datetime:
     """``1h``, ``7d`` (back from now) or an ISO 8601 time with its offset."""
     try:
         return now - timedelta(seconds=Env({"since": value}).duration("since", 0.0))
@@ -82,7 +82,7 @@ def _since(value: str, now: datetime) -> datetime:
     return when
 
 
-def _step(value: str | None, span: float) -> int | None:
+def step_param(value: str | None, span: float) -> int | None:
     """None for raw samples, else a whole number of 5-minute buckets (seconds)."""
     if value is None:
         if span <= RAW_UP_TO:

@@ -15,7 +15,7 @@ from html import escape
 
 from aiohttp import web
 
-from opswatch.api.capacity import _capacity, _since, _step
+from opswatch.api.capacity import capacity_of, since_param, step_param
 from opswatch.capacity.resources import SeriesHistory
 from opswatch.notifiers.render import format_value
 
@@ -171,14 +171,14 @@ def _points(history: SeriesHistory) -> tuple[list[Point], list[Point]]:
 
 async def chart_handler(request: web.Request) -> web.Response:
     """``GET /charts/{check}/{metric}.svg?since=24h``."""
-    capacity = _capacity(request)
+    capacity = capacity_of(request)
     check, metric = request.match_info["check"], request.match_info["metric"]
     now = capacity.clock()
     since = max(
-        _since(request.query.get("since", "24h"), now),
+        since_param(request.query.get("since", "24h"), now),
         now - timedelta(seconds=capacity.history.retention),
     )
-    step = _step(None, (now - since).total_seconds())
+    step = step_param(None, (now - since).total_seconds())
     found = await capacity.series(check, metric, since, step)
     if step is not None and not any(h.rollups for h in found):  # not rolled up yet
         found = await capacity.series(check, metric, since, None)

@@ -10,8 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from opswatch.alerts.pause import PausedEverywhereError, PauseError, Pauses
-from opswatch.api.operator import _author, _comment, _known
-from opswatch.api.requests import json_object, limit
+from opswatch.api.requests import author_field, comment_field, json_object, known_fields, limit
 from opswatch.api.services import PAUSES
 from opswatch.codec import JSON, pause_event_to_json, pause_to_json
 
@@ -49,8 +48,8 @@ async def _state(pauses: Pauses, events: int) -> JSON:
 async def _change(request: web.Request, *, resume: bool) -> web.Response:
     pauses = _pauses(request)
     body = await json_object(request)
-    _known(body, {"checks", "author", "comment"})
-    checks, author, comment = _checks(body), _author(body), _comment(body)
+    known_fields(body, {"checks", "author", "comment"})
+    checks, author, comment = _checks(body), author_field(body), comment_field(body)
     act = pauses.resume if resume else pauses.pause
     try:
         await act(checks, by=author, comment=comment)

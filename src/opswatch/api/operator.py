@@ -11,21 +11,18 @@ from typing import Any
 from aiohttp import web
 
 from opswatch.alerts.operator import Operator, Outcome, Result
-from opswatch.api.requests import json_object
+from opswatch.api.requests import author_field, comment_field, json_object, known_fields
 from opswatch.api.services import OPERATOR
 from opswatch.codec import alert_to_json, transition_to_json
 from opswatch.config import ConfigError, Env
 from opswatch.model import Transition
 
-#: the longest author or comment kept (characters)
-MAX_TEXT = 1000
-
 
 async def ack(request: web.Request) -> web.Response:
     operator = operator_of(request)
     body = await json_object(request)
-    _known(body, {"author", "comment", "expires_at", "duration", "sticky"})
-    author, comment = _author(body), _comment(body)
+    known_fields(body, {"author", "comment", "expires_at", "duration", "sticky"})
+    author, comment = author_field(body), comment_field(body)
     sticky = body.get("sticky", False)
     if not isinstance(sticky, bool):
         raise web.HTTPBadRequest(text="sticky: expected true or false")
@@ -39,17 +36,17 @@ async def ack(request: web.Request) -> web.Response:
 async def unack(request: web.Request) -> web.Response:
     operator = operator_of(request)
     body = await json_object(request)
-    _known(body, {"author", "comment"})
-    author = _author(body) if "author" in body else "api"
-    result = await operator.unack(_fingerprint(request), author, comment=_comment(body))
+    known_fields(body, {"author", "comment"})
+    author = author_field(body) if "author" in body else "api"
+    result = await operator.unack(_fingerprint(request), author, comment=comment_field(body))
     return _answer(request, result)
 
 
 async def resolve(request: web.Request) -> web.Response:
     operator = operator_of(request)
     body = await json_object(request)
-    _known(body, {"author", "comment"})
-    author, comment = _author(body), _comment(body)
+    known_fields(body, {"author", "comment"})
+    author, comment = author_field(body), comment_field(body)
     result = await operator.resolve(_fingerprint(request), author, comment=comment)
     return _answer(request, result)
 
@@ -81,37 +78,6 @@ def _answer(request: web.Request, result: Result) -> web.Response:
     return web.json_response(
         {"alert": alert_to_json(transition.alert), "transition": transition_to_json(transition)}
     )
-
-
-def _known(body: dict[str, Any], fields: set[str]) -> None:
-    unknown = sorted(set(body) - fields)
-    if unknown:
-        raise web.HTTPBadRequest(
-            text=f"{unknown[0]}: unknown field; expected some of {', '.join(sorted(fields))}"
-        )
-
-
-def _text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise web.HTTPBadRequest(text=f"{name}: expected a string")
-    value = " ".join(value.split())  # one line: no control characters reach history or logs
-    if len(value) > MAX_TEXT:
-        raise web.HTTPBadRequest(text=f"{name}: at most {MAX_TEXT} characters")
-    return value or None
-
-
-def _author(body: dict[str, Any]) -> str:
-    author = _text(body, "author")
-    if author is None:
-        raise web.HTTPBadRequest(text="author: required (who acts)")
-    return author
-
-
-def _comment(body: dict[str, Any]) -> str | None:
-    return _text(body, "comment")
 
 
 def _expiry(body: dict[str, Any], now: datetime) -> datetime | None:

@@ -20,6 +20,8 @@ from opswatch.model import Matcher
 MAX_BODY = 64 * 1024
 #: the deepest nesting of arrays and objects a JSON body may have
 MAX_DEPTH = 32
+#: the longest author or comment kept (characters)
+MAX_TEXT = 1000
 
 
 def limit(request: web.Request, default: int = 100, maximum: int = 1000) -> int:
@@ -75,6 +77,39 @@ def time_field(value: Any, field: str) -> datetime | None:
     if at is None or at.tzinfo is None:
         raise web.HTTPBadRequest(text=f"{field}: expected an ISO 8601 time with a timezone")
     return at
+
+
+def known_fields(body: dict[str, Any], fields: set[str]) -> None:
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise web.HTTPBadRequest(
+            text=f"{unknown[0]}: unknown field; expected some of {', '.join(sorted(fields))}"
+        )
+
+
+def line_field(body: dict[str, Any], name: str) -> str | None:
+    """An optional one-line text field: whitespace runs become one space (no control
+    character reaches the history or the logs), at most :data:`MAX_TEXT` characters."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise web.HTTPBadRequest(text=f"{name}: expected a string")
+    value = " ".join(value.split())  # one line: no control characters reach history or logs
+    if len(value) > MAX_TEXT:
+        raise web.HTTPBadRequest(text=f"{name}: at most {MAX_TEXT} characters")
+    return value or None
+
+
+def author_field(body: dict[str, Any]) -> str:
+    author = line_field(body, "author")
+    if author is None:
+        raise web.HTTPBadRequest(text="author: required (who acts)")
+    return author
+
+
+def comment_field(body: dict[str, Any]) -> str | None:
+    return line_field(body, "comment")
 
 
 def _depth(text: str) -> int:
