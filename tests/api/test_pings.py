@@ -203,7 +203,8 @@ async def test_a_ping_without_or_with_a_wrong_key_or_token_is_refused_and_change
         ("/ping/batch?key=" + KEY, {}, 403),  # a key of another heartbeat
         ("/ping/backup/start", {"Authorization": "Bearer wrong"}, 403),
         ("/ping/backup", {"Authorization": "Basic " + KEY}, 401),
-        ("/ping/nosuch?key=" + KEY, {}, 404),
+        ("/ping/nosuch?key=" + KEY, {}, 403),  # a key tells nothing of other names
+        ("/ping/nosuch", {}, 401),
     ]
     with capture_logs() as logs:
         for path, headers, expected in refused:
@@ -212,6 +213,8 @@ async def test_a_ping_without_or_with_a_wrong_key_or_token_is_refused_and_change
             await daemon.post("/ping/backup/fail", headers={"Authorization": f"Bearer {TOKEN}"})
         )[0] == 200
         assert (await daemon.post(f"/ping/backup/start?key={KEY}"))[0] == 200
+        unknown = await daemon.post("/ping/nosuch", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert unknown[0] == 404  # the write token may know which heartbeats exist
 
     assert daemon.app is not None
     assert [p.kind.value for p in await daemon.app.store.pings("backup")] == ["start", "fail"]

@@ -516,7 +516,7 @@ async def test_a_muted_alert_is_neither_notified_nor_remediated(
             result = await response.json()
         assert (result["outcome"], result["detail"]) == (
             "skipped: silenced",
-            "the alert is silenced",
+            "the alert is muted: every alert",  # the muter's reason
         )
         assert commands.calls == []
         (run,) = await daemon.store.recovery_history(10)

@@ -102,8 +102,8 @@ _HEARTBEAT_STORE_DOWN = (503, "the state store did not answer")
 _PING_ERRORS = (
     (400, "an exit status that is not start, fail or 0-255"),
     (401, "neither a key nor a bearer token"),
-    (403, "a wrong key or token"),
-    (404, "no such heartbeat"),
+    (403, "a wrong key or token (a key for an unknown heartbeat too)"),
+    (404, "no such heartbeat (answered to the write token only)"),
     (413, "a body over 64 KiB"),
     (503, "the state store did not answer: the ping was not recorded"),
 )

@@ -58,9 +58,10 @@ async def _ping(request: web.Request, kind: PingKind, status: int | None) -> web
     desk = request.app[HEARTBEATS]
     name = request.match_info["name"]
     check = None if desk is None else desk.checks().get(name)
+    # credentials first: only the write token learns whether a heartbeat name exists
+    by = _authorize(request, name, None if check is None else check.heartbeat, request.app[TOKEN])
     if desk is None or check is None:
         raise web.HTTPNotFound(text=f"no heartbeat {name!r}")
-    by = _authorize(request, check.heartbeat, request.app[TOKEN])
     body = await request.read()
     try:
         ping = await desk.ping(check.heartbeat, kind, status, body)
@@ -77,14 +78,17 @@ async def _ping(request: web.Request, kind: PingKind, status: int | None) -> web
     return web.json_response(ping_to_json(ping))
 
 
-def _authorize(request: web.Request, heartbeat: Heartbeat, token: Secret | None) -> str:
-    """How the ping is authenticated (``key`` or ``token``); raises 401 or 403."""
+def _authorize(
+    request: web.Request, name: str, heartbeat: Heartbeat | None, token: Secret | None
+) -> str:
+    """How the ping to heartbeat ``name`` (``None``: no such heartbeat) is authenticated
+    (``key`` or ``token``); raises 401 or 403, for an unknown name as for a wrong key."""
     key = request.query.get("key")
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
     if key is not None:
-        if heartbeat.key is not None and _same(key, heartbeat.key):
+        if heartbeat is not None and heartbeat.key is not None and _same(key, heartbeat.key):
             return "key"
-        raise web.HTTPForbidden(text=f"wrong key for heartbeat {heartbeat.name!r}")
+        raise web.HTTPForbidden(text=f"wrong key for heartbeat {name!r}")
     if scheme.lower() == "bearer" and bearer.strip():
         if token is not None and _same(bearer.strip(), token):
             return "token"

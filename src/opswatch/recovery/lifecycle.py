@@ -228,11 +228,11 @@ class Remediation:
             ),
             None,
         )
-        if alert is not None and self._muted(alert):
+        reasons = [] if alert is None else self._book.pipeline.muter.muting(alert, self._clock())
+        if alert is not None and reasons:
             ctx = self.runner.context(binding, alert, name)
-            return await self.runner.refuse(
-                binding, ctx, RecoveryOutcome.SKIPPED_SILENCED, "the alert is silenced"
-            )
+            detail = "the alert is muted: " + "; ".join(reasons)
+            return await self.runner.refuse(binding, ctx, RecoveryOutcome.SKIPPED_SILENCED, detail)
         if (
             alert is not None
             and alert.state is AlertState.FIRING
