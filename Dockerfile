@@ -31,9 +31,11 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
 # pip and setuptools (ensurepip puts both into a 3.11 venv) only build: the runtime venv
-# holds opswatch and its dependencies, nothing that installs or compiles.
+# holds opswatch and its dependencies, nothing that installs or compiles. Some dependencies
+# ship their own test suites inside the package (croniter/tests): never imported, removed.
 RUN /opt/opswatch/bin/pip install . \
     && /opt/opswatch/bin/pip uninstall --yes --quiet pip setuptools \
+    && find /opt/opswatch/lib -type d -name tests -prune -exec rm -rf {} + \
     && /opt/opswatch/bin/opswatch --help > /dev/null
 
 # --- runtime ------------------------------------------------------------------------------
