@@ -20,10 +20,22 @@ from opswatch.alerts.silences import (
     parse_matcher,
     state,
 )
-from opswatch.model import Alert, AlertState, Matcher, MatchOp, Severity, fingerprint
+from opswatch.daemon.app import App
+from opswatch.model import (
+    Alert,
+    AlertState,
+    Matcher,
+    MatchOp,
+    Severity,
+    TransitionKind,
+    fingerprint,
+)
 from opswatch.state.sqlite import SQLiteStore
 from tests.conftest import ManualClock
-from tests.pgschema import two_replicas
+from tests.peers import Receiver
+from tests.pgschema import fresh_schema, two_replicas
+
+from .conftest import Daemon
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -199,3 +211,39 @@ async def test_a_replica_sees_another_replicas_silence_at_its_next_refresh(
             await reader.follow(lambda: 30.0, sleep)
         assert waits == [30.0, 30.0]
         assert reader.muter.ids(_alert(), clock.now) == [silence.id]
+
+
+async def test_two_replicas_on_postgresql_see_one_silence_and_send_nothing_for_it(
+    postgres_dsn: str, clock: ManualClock, hook: Receiver
+) -> None:
+    async with fresh_schema(postgres_dsn) as schema:
+        environ = {
+            "OPSWATCH_CHECKS": "host",
+            "OPSWATCH_STATE_URL": postgres_dsn,
+            "OPSWATCH_STATE_SCHEMA": schema,
+        }
+        one, two = Daemon(environ, clock, hook), Daemon(environ, clock, hook)
+        await one.open()
+        replica: App = await two.open()
+        try:
+            silence = await one.app.silences.create(
+                [parse_matcher("rule=disk_full")], clock.now + HOUR, "ana", "disk swap"
+            )
+            waits: list[float] = []
+
+            async def sleep(seconds: float) -> None:  # the follow task's wait, twice
+                waits.append(seconds)
+                if len(waits) > 1:
+                    raise asyncio.CancelledError
+
+            with pytest.raises(asyncio.CancelledError):
+                await replica.silences.follow(lambda: replica.timing.interval, sleep)
+            await one.app.leases.release_all()  # the other replica runs the check now
+            full = ("host.disk_used_percent", 97.0)
+            assert await two.run("host", full) == [TransitionKind.FIRED]
+            assert two.muted_by() == {"disk_full": [f"silence {silence.id}"]}
+            assert await one.run("host", full) == []  # not its check: nothing, not even a row
+            assert hook.requests == []
+        finally:
+            await one.stop()
+            await two.stop()
