@@ -130,6 +130,7 @@ def alert_to_json(alert: Alert) -> JSON:
         "flapping": alert.flapping,
         "ladder_s": alert.ladder_s,
         "climbed": alert.climbed,
+        "heard_severity": None if alert.heard_severity is None else alert.heard_severity.value,
     }
 
 
@@ -159,6 +160,9 @@ def alert_from_json(data: JSON) -> Alert:
         flapping=bool(data.get("flapping", False)),
         ladder_s=float(data.get("ladder_s", 0.0)),
         climbed=bool(data.get("climbed", False)),
+        heard_severity=None
+        if data.get("heard_severity") is None
+        else Severity(data["heard_severity"]),
     )
 
 
@@ -517,6 +521,7 @@ shape(
     flapping=BOOLEAN,
     ladder_s=NUMBER,
     climbed=BOOLEAN,
+    heard_severity=_enum(Severity, nullable=True),
 )
 shape(
     "Transition",

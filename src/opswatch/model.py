@@ -146,6 +146,9 @@ class Alert:
     acked_at: datetime | None = None
     ack_expires_at: datetime | None = None
     ack_sticky: bool = False
+    #: set while a muter holds back a change of its severity: the severity the channels
+    #: last heard; the first run it is no longer muted notifies the change from it
+    heard_severity: Severity | None = None
     #: its identity is flapping (alerts/flapping.py): its firings, resolutions and reminders
     #: are kept in history, not notified
     flapping: bool = False

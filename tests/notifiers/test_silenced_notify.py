@@ -16,7 +16,7 @@ from tenacity import wait_none
 from opswatch.alerts.silences import parse_matcher
 from opswatch.daemon.app import App
 from opswatch.daemon.configure import load_config
-from opswatch.model import Sample, Silence, TransitionKind
+from opswatch.model import Sample, Severity, Silence, TransitionKind
 from opswatch.notifiers.outbox import RetryPolicy
 from tests.conftest import ManualClock
 from tests.notifiers.conftest import ReceiverFactory
@@ -171,3 +171,50 @@ async def test_a_firing_held_past_its_silence_that_resolves_first_sends_nothing(
     clock.advance(3600)  # the silence ended, and the disk was freed before the next run
     assert await daemon.cycle(50.0) == [TransitionKind.RESOLVED]
     assert hook.requests == []
+
+
+def told(hook: Receiver) -> list[tuple[str, str]]:
+    """Each webhook message's firing (transition, severity), in order (a severity change
+    also resolves the old severity's series)."""
+    return [
+        (a["annotations"]["transition"], a["labels"]["severity"])
+        for r in hook.requests
+        for a in r.body["alerts"]
+        if a["status"] == "firing"
+    ]
+
+
+async def test_a_severity_rise_inside_a_silence_is_notified_when_the_silence_ends(
+    daemon: Daemon, clock: ManualClock, hook: Receiver
+) -> None:
+    app = daemon.app
+    assert app is not None
+    assert await daemon.cycle(86.0) == [TransitionKind.FIRED]  # warning, paged
+    await daemon.silence()
+    clock.advance(30)
+    assert await daemon.cycle(95.0) == [TransitionKind.SEVERITY_CHANGED]  # critical, muted
+    clock.advance(30)
+    assert await daemon.cycle(95.0) == []
+    assert told(hook) == [("fired", "warning")]
+
+    clock.advance(3600)  # the silence ended: the channels learn of the rise, once
+    assert await daemon.cycle(95.0) == [TransitionKind.SEVERITY_CHANGED]
+    assert told(hook) == [("fired", "warning"), ("severity_changed", "critical")]
+    clock.advance(30)
+    assert await daemon.cycle(95.0) == []
+    history = await app.store.history(limit=1)
+    assert history[0].note == "its severity changed while it was muted"
+    assert history[0].previous_severity is Severity.WARNING
+
+
+async def test_a_severity_that_rose_and_fell_back_inside_a_silence_sends_nothing_after(
+    daemon: Daemon, clock: ManualClock, hook: Receiver
+) -> None:
+    assert await daemon.cycle(86.0) == [TransitionKind.FIRED]
+    await daemon.silence()
+    for used in (95.0, 86.0):
+        clock.advance(30)
+        assert await daemon.cycle(used) == [TransitionKind.SEVERITY_CHANGED]
+    clock.advance(3600)
+    assert await daemon.cycle(86.0) == []  # the channels heard warning: nothing is new
+    assert told(hook) == [("fired", "warning")]

@@ -375,8 +375,16 @@ class AlertTracker:
             # a rise ends a non-sticky ack (reminders re-armed); a fall keeps the ack
             if severity.rank > alert.severity.rank and not alert.ack_sticky:
                 seen = _without_ack(seen)
+            # a change the muter holds back: the channels still know the severity before it
+            heard = (alert.heard_severity or alert.severity) if muted(seen) else None
             changed = self._put(
-                dataclasses.replace(seen, severity=severity, last_notified_at=now, ladder_s=0.0)
+                dataclasses.replace(
+                    seen,
+                    severity=severity,
+                    last_notified_at=now,
+                    ladder_s=0.0,
+                    heard_severity=None if heard is severity else heard,
+                )
             )
             return Transition(
                 changed,
@@ -385,6 +393,8 @@ class AlertTracker:
                 previous_state=alert.state,
                 previous_severity=alert.severity,
             )
+        if alert.heard_severity is not None and not muted(seen):
+            return self._unmuted_change(seen, alert.heard_severity, now)
         if step is not None and counted is not None and counted >= step.after_s:
             return self._climb(alert, seen, step, now)
         if alert.acked_by is not None and not alert.acked(now):
@@ -432,10 +442,25 @@ class AlertTracker:
             note=f"unacknowledged: severity ladder step {step.text}",
         )
 
+    def _unmuted_change(self, alert: Alert, heard: Severity, now: datetime) -> Transition:
+        """The muting that held back ``alert``'s severity change ended while it still fires at
+        the new severity: a SEVERITY_CHANGED from the one the channels heard, notified now."""
+        changed = self._put(dataclasses.replace(alert, heard_severity=None, last_notified_at=now))
+        return Transition(
+            changed,
+            TransitionKind.SEVERITY_CHANGED,
+            now,
+            previous_state=alert.state,
+            previous_severity=heard,
+            note="its severity changed while it was muted",
+        )
+
     def _unmuted(self, alert: Alert, now: datetime) -> Transition:
         """The silence that muted ``alert``'s firing ended while it still fires: a FIRED now,
         so that it is notified (and remediated) as a firing the channels never heard of."""
-        fired = self._put(dataclasses.replace(alert, notified=True, last_notified_at=now))
+        fired = self._put(
+            dataclasses.replace(alert, notified=True, last_notified_at=now, heard_severity=None)
+        )
         return Transition(
             fired,
             TransitionKind.FIRED,
