@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -40,6 +41,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def passes(loop: Callable[[Sleep], Awaitable[None]], count: int) -> list[float]:
+    """Run a loop that waits through the sleep it is given (a muter's ``follow``) until its
+    ``count``-th wait, which stops it: the waits it asked for, in order."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= count:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await loop(sleep)
+    return waits
 
 
 @dataclass
